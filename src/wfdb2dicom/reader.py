@@ -1,0 +1,210 @@
+"""Read WFDB records into :class:`~wfdb2dicom.record.EcgRecord`.
+
+Two paths give identical samples (``tests/test_reader.py`` proves it):
+
+* the fast path, for the common single-file format-16 record (all of MIMIC-IV-ECG): the
+  ``.dat`` bytes are little-endian int16 interleaved by frame, exactly DICOM Waveform Data,
+  so they are used as they are, without a copy;
+* everything else through ``wfdb.rdrecord(physical=False)``, which knows every format.
+
+Both paths refuse a signal file shorter or longer than the header declares, and verify the
+header checksums unless told not to.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RecordError, UnsupportedRecord
+from .header import Header, SignalSpec, read_header
+from .record import Channel, EcgRecord, MultiplexGroup
+
+BITS_PER_SAMPLE: dict[str, float] = {
+    "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12,
+}
+"""Storage bits per sample of the formats whose file size follows from the header."""
+
+INVALID_SAMPLE: dict[str, int] = {
+    "8": -128, "80": -128, "16": -32768, "61": -32768, "160": -32768, "212": -2048,
+    "310": -512, "311": -512, "24": -(2**23), "32": -(2**31),
+}
+"""WFDB's "no sample here" value of each format, as ``wfdb`` returns it in ``d_signal``."""
+
+
+def record_base(path: str | Path) -> Path:
+    """The record path without extension; a trailing ``.hea`` (or ``.dat``) is accepted."""
+    path = Path(path)
+    if path.suffix in (".hea", ".dat"):
+        return path.with_suffix("")
+    return path
+
+
+def read_record(path: str | Path, *, verify_checksums: bool = True) -> EcgRecord:
+    """Read the record at ``path`` (no extension needed); defects raise ``RecordError``."""
+    base = record_base(path)
+    header = read_header(base.with_name(base.name + ".hea"))
+    _check_signals(header)
+    if _fast_path_applies(header):
+        samples = _read_fmt16_single_file(base, header)
+        columns = [samples[:, i] for i in range(header.n_signals)]
+        groups: tuple[MultiplexGroup, ...] = (
+            MultiplexGroup(header.fs, tuple(_channel(s) for s in header.signals), samples),
+        )
+    else:
+        columns = _read_columns_with_wfdb(base, header)
+        groups = _group_by_rate(header, columns)
+    if verify_checksums:
+        _verify_checksums(header, columns)
+    return EcgRecord(
+        name=header.record_name,
+        groups=groups,
+        base_datetime=header.base_datetime,
+        comments=header.comments,
+    )
+
+
+def _check_signals(header: Header) -> None:
+    for spec in header.signals:
+        if spec.file_name == "~":
+            raise RecordError(f"signal {spec.description!r} has no signal file ('~')")
+        if Path(spec.file_name).name != spec.file_name:
+            raise RecordError(f"signal file {spec.file_name!r} is not in the record's directory")
+
+
+def _fast_path_applies(header: Header) -> bool:
+    first = header.signals[0].file_name
+    return header.n_samples is not None and all(
+        s.file_name == first and s.fmt == "16" and s.samples_per_frame == 1 and s.skew == 0
+        and s.byte_offset == 0
+        for s in header.signals
+    )
+
+
+def _channel(spec: SignalSpec) -> Channel:
+    return Channel(
+        label=spec.description,
+        units=spec.units,
+        gain=spec.gain,
+        baseline=spec.baseline,
+        adc_resolution=spec.adc_resolution,
+        fmt=spec.fmt,
+    )
+
+
+def _read_signal_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise RecordError(f"missing signal file {path.name}") from None
+    except IsADirectoryError:
+        raise RecordError(f"signal file {path.name} is a directory") from None
+    except OSError as exc:
+        raise RecordError(f"cannot read signal file {path.name}: {exc.strerror}") from None
+
+
+def _size_mismatch(name: str, actual: int, expected: int, what: str) -> RecordError:
+    relation = "shorter" if actual < expected else "longer"
+    return RecordError(
+        f"signal file {name} is {relation} than the header says: {actual} bytes, expected "
+        f"{expected} ({what})"
+    )
+
+
+def _read_fmt16_single_file(base: Path, header: Header) -> np.ndarray:
+    spec0 = header.signals[0]
+    data = _read_signal_file(base.with_name(spec0.file_name))
+    n_samples = header.n_samples or 0
+    expected = n_samples * header.n_signals * 2
+    if len(data) != expected:
+        raise _size_mismatch(
+            spec0.file_name, len(data), expected,
+            f"{n_samples} samples x {header.n_signals} signals x 2 bytes",
+        )
+    return np.frombuffer(data, dtype="<i2").reshape(n_samples, header.n_signals)
+
+
+def _expected_file_sizes(header: Header) -> dict[str, tuple[int, str]]:
+    """Byte size each signal file must have, for the formats where it is determined."""
+    if header.n_samples is None:
+        return {}
+    per_file: dict[str, list[SignalSpec]] = {}
+    for spec in header.signals:
+        per_file.setdefault(spec.file_name, []).append(spec)
+    sizes = {}
+    for name, specs in per_file.items():
+        bits = {BITS_PER_SAMPLE.get(s.fmt) for s in specs}
+        if len(bits) != 1 or None in bits:
+            continue
+        samples_per_frame = sum(s.samples_per_frame for s in specs)
+        total = header.n_samples * samples_per_frame
+        size = specs[0].byte_offset + math.ceil(total * bits.pop() / 8)
+        sizes[name] = (size, f"{header.n_samples} frames x {samples_per_frame} samples")
+    return sizes
+
+
+def _read_columns_with_wfdb(base: Path, header: Header) -> list[np.ndarray]:
+    """Per-signal digital samples, in header order."""
+    for name in dict.fromkeys(s.file_name for s in header.signals):
+        path = base.with_name(name)
+        if not path.exists():
+            raise RecordError(f"missing signal file {name}")
+    for name, (expected, what) in _expected_file_sizes(header).items():
+        actual = base.with_name(name).stat().st_size
+        if actual != expected:
+            raise _size_mismatch(name, actual, expected, what)
+
+    import wfdb  # deferred: costs ~0.3 s to import and the fast path never needs it
+
+    multi_rate = len({s.samples_per_frame for s in header.signals}) > 1
+    try:
+        rec = wfdb.rdrecord(str(base), physical=False, smooth_frames=not multi_rate)
+    except Exception as exc:  # wfdb raises many types for corrupt input
+        raise RecordError(f"wfdb cannot read the record: {type(exc).__name__}: {exc}") from None
+    if multi_rate:
+        per_channel = list(rec.e_d_signal)
+    else:
+        per_channel = [rec.d_signal[:, i] for i in range(rec.d_signal.shape[1])]
+    if header.n_samples is not None:
+        for spec, column in zip(header.signals, per_channel):
+            expected = header.n_samples * spec.samples_per_frame
+            if len(column) != expected:
+                raise RecordError(
+                    f"signal {spec.description!r} has {len(column)} samples, header declares "
+                    f"{expected}"
+                )
+    return per_channel
+
+
+def _group_by_rate(header: Header, columns: list[np.ndarray]) -> tuple[MultiplexGroup, ...]:
+    """One multiplex group per samples-per-frame value, in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for index, spec in enumerate(header.signals):
+        groups.setdefault(spec.samples_per_frame, []).append(index)
+    result = []
+    for spf, indices in groups.items():
+        stacked = np.stack([columns[i] for i in indices], axis=1)
+        if stacked.size and (stacked.min() < -32768 or stacked.max() > 32767):
+            raise UnsupportedRecord(
+                "samples exceed the 16-bit range of DICOM ECG waveforms (format "
+                f"{header.signals[indices[0]].fmt})"
+            )
+        samples = np.ascontiguousarray(stacked, dtype="<i2")
+        channels = tuple(_channel(header.signals[i]) for i in indices)
+        result.append(MultiplexGroup(header.fs * spf, channels, samples))
+    return tuple(result)
+
+
+def _verify_checksums(header: Header, columns: list[np.ndarray]) -> None:
+    for spec, column in zip(header.signals, columns):
+        if spec.checksum is None:
+            continue
+        actual = int(column.sum(dtype=np.int64)) & 0xFFFF
+        if actual != spec.checksum & 0xFFFF:
+            signed = actual - 0x10000 if actual >= 0x8000 else actual
+            raise RecordError(
+                f"checksum mismatch on signal {spec.description!r}: header {spec.checksum}, "
+                f"samples sum to {signed} (corrupt data? --no-checksum converts anyway)"
+            )

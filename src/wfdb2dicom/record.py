@@ -1,0 +1,51 @@
+"""The immutable ECG record that flows from the reader to the builder."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One signal of a WFDB record, with what DICOM needs to describe it."""
+
+    label: str
+    """The header's signal description (the lead name, e.g. ``aVF``)."""
+    units: str
+    """Physical units of the signal (``mV``, ``uV``...)."""
+    gain: float
+    """ADC units per physical unit."""
+    baseline: int
+    """Digital value that corresponds to a physical value of 0."""
+    adc_resolution: int
+    """Bits of the ADC, 0 when the header does not say."""
+    fmt: str
+    """WFDB storage format (``16``, ``212``...)."""
+
+
+@dataclass(frozen=True)
+class MultiplexGroup:
+    """Channels sampled at one rate: one DICOM multiplex group."""
+
+    sampling_frequency: float
+    channels: tuple[Channel, ...]
+    samples: np.ndarray
+    """Digital samples, shape (n_samples, n_channels), little-endian int16, C-contiguous."""
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.samples.shape[0])
+
+
+@dataclass(frozen=True)
+class EcgRecord:
+    """A WFDB record as read from disk, ready to be mapped to DICOM."""
+
+    name: str
+    groups: tuple[MultiplexGroup, ...]
+    base_datetime: dt.datetime | None
+    """Start of the recording, only when the header gives both date and time."""
+    comments: tuple[str, ...]
