@@ -21,8 +21,9 @@ DEFAULT_GAIN = 200.0
 """WFDB's gain when the header gives none (adu per physical unit)."""
 
 _FORMAT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?$")
-_GAIN_RE = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:\(([-+]?\d+)\))?(?:/(.+))?$")
-_FS_RE = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?:/([\d.eE+-]+)(?:\(([-\d.]+)\))?)?$")
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_GAIN_RE = re.compile(rf"^({_NUMBER})(?:\(([-+]?\d+)\))?(?:/(.+))?$")
+_FS_RE = re.compile(rf"^({_NUMBER})(?:/([\d.eE+-]+)(?:\(([-\d.]+)\))?)?$")
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,7 @@ def _read_columns_with_wfdb(base: Path, header: Header) -> list[np.ndarray]:
     else:
         per_channel = [rec.d_signal[:, i] for i in range(rec.d_signal.shape[1])]
     if header.n_samples is not None:
-        for spec, column in zip(header.signals, per_channel):
+        for spec, column in zip(header.signals, per_channel, strict=True):
             expected = header.n_samples * spec.samples_per_frame
             if len(column) != expected:
                 raise RecordError(
@@ -198,7 +198,7 @@ def _group_by_rate(header: Header, columns: list[np.ndarray]) -> tuple[Multiplex
 
 
 def _verify_checksums(header: Header, columns: list[np.ndarray]) -> None:
-    for spec, column in zip(header.signals, columns):
+    for spec, column in zip(header.signals, columns, strict=True):
         if spec.checksum is None:
             continue
         actual = int(column.sum(dtype=np.int64)) & 0xFFFF

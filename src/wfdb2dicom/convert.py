@@ -1,0 +1,149 @@
+"""Single-record conversion: WFDB record -> DICOM object, as a Dataset, bytes, or a file.
+
+``wfdb_to_dicom_ecg_phase1`` keeps the seed's signature so its users switch without
+changing a line.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydicom.dataset import Dataset
+
+from .builder import ConversionOptions, build_dataset
+from .errors import MetadataError
+from .metadata import MetadataTable, StudyMetadata, normalise_study_id
+from .reader import read_record, record_base
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MISSING_METADATA = "Missing df_info row for study_id"
+"""The seed's error string for a study that the metadata table does not have."""
+
+
+def resolve_metadata(
+    metadata: StudyMetadata | MetadataTable | None, study_id: str
+) -> StudyMetadata | None:
+    """The study's row when given a table; a table without the row is an error."""
+    if isinstance(metadata, MetadataTable):
+        found = metadata.get(study_id)
+        if found is None:
+            raise MetadataError(MISSING_METADATA)
+        return found
+    return metadata
+
+
+def record_to_dataset(
+    record_path: str | Path,
+    metadata: StudyMetadata | MetadataTable | None = None,
+    *,
+    study_id: str | None = None,
+    options: ConversionOptions | None = None,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+) -> Dataset:
+    """Read a WFDB record and return its DICOM ECG Dataset, without writing anything.
+
+    ``study_id`` defaults to the record name (MIMIC-IV-ECG names records by study_id).
+    """
+    options = options or ConversionOptions()
+    record = read_record(record_path, verify_checksums=options.verify_checksums)
+    key = normalise_study_id(study_id or record.name)
+    return build_dataset(
+        record,
+        resolve_metadata(metadata, key),
+        study_id=key,
+        options=options,
+        study_uid=study_uid,
+        series_uid=series_uid,
+    )
+
+
+def encode_dataset(ds: Dataset) -> bytes:
+    """The reference encoder: pydicom's own writer, as a DICOM Part 10 file in memory."""
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that no partial file is ever visible there.
+
+    A temporary file in the same directory, flushed, then ``os.replace`` (atomic on POSIX and
+    Windows). A crash leaves at most a ``.tmp`` file that the batch engine sweeps up.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def convert_to_bytes(
+    record_path: str | Path,
+    metadata: StudyMetadata | None,
+    *,
+    study_id: str | None = None,
+    options: ConversionOptions | None = None,
+) -> bytes:
+    """Read, map, encode and quick-check one record: the batch engine's unit of work.
+
+    Returns the complete file's bytes (validated in memory, nothing written). Refusals raise
+    :class:`~wfdb2dicom.errors.ConversionError` subclasses, a failed integrity check raises
+    :class:`~wfdb2dicom.validate.ValidationFailed`.
+    """
+    from .validate import quick_check
+
+    ds = record_to_dataset(record_path, metadata, study_id=study_id, options=options)
+    quick_check(ds)
+    return encode_dataset(ds)
+
+
+def convert_record(
+    record_path: str | Path,
+    out_path: str | Path,
+    metadata: StudyMetadata | MetadataTable | None = None,
+    *,
+    study_id: str | None = None,
+    options: ConversionOptions | None = None,
+) -> Path:
+    """Convert one record to ``out_path``; nothing is written unless conversion succeeds."""
+    data = convert_to_bytes(record_path, metadata, study_id=study_id, options=options)
+    write_atomic(out_path, data)
+    return Path(out_path)
+
+
+def wfdb_to_dicom_ecg_phase1(
+    sample_path_no_ext: str,
+    out_dcm_path: str,
+    df_info: pd.DataFrame,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+) -> str:
+    """The seed's single-record function, same signature, conformant output.
+
+    ``df_info`` is the seed's metadata DataFrame (or ``machine_measurements.csv`` read with
+    pandas); the study_id is the record name.
+    """
+    from .validate import quick_check
+
+    table = MetadataTable.from_dataframe(df_info)
+    ds = record_to_dataset(
+        record_base(sample_path_no_ext), table, study_uid=study_uid, series_uid=series_uid
+    )
+    quick_check(ds)
+    write_atomic(out_dcm_path, encode_dataset(ds))
+    return str(out_dcm_path)

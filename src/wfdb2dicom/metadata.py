@@ -1,0 +1,270 @@
+"""MIMIC-IV-ECG metadata (``machine_measurements.csv``) indexed by normalised study_id.
+
+Accepts the table exactly as PhysioNet publishes it (CSV), the same table as Parquet, or the
+seed's preprocessed pickle. The table is held as a pyarrow Table of strings (compact: most
+report columns are empty) with a sorted int64 key index when every study_id is numeric, so
+800,000 rows cost little more than the table itself and a lookup is a binary search.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ConversionError, MetadataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+MISSING_MEASUREMENT = 29999.0
+"""MIMIC-IV-ECG's marker for a measurement the cart did not make."""
+
+REPORT_COLUMNS = tuple(f"report_{i}" for i in range(18))
+MEASUREMENT_COLUMNS = (
+    "rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end", "t_end",
+    "p_axis", "qrs_axis", "t_axis",
+)
+
+_NOTCH_RE = re.compile(r"(\d+(?:\.\d+)?)\s*Hz\s+notch", re.IGNORECASE)
+_BANDWIDTH_RE = re.compile(
+    r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(?:Hz)?\s*-\s*(\d+(?:\.\d+)?)\s*(?:Hz)?\s*$", re.IGNORECASE
+)
+
+
+class PickleWarning(UserWarning):
+    """Loading a pickle runs code from the file."""
+
+
+def normalise_study_id(value: object) -> str:
+    """``' 40689238.0 '`` -> ``'40689238'``: the join key of every table."""
+    text = str(value).strip()
+    if text.endswith(".0") and text[:-2].isdigit():
+        text = text[:-2]
+    return text
+
+
+def _number(text: str | None) -> float | None:
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class StudyMetadata:
+    """What the tables say about one study, in the units DICOM wants."""
+
+    study_id: str
+    subject_id: str | None = None
+    cart_id: str | None = None
+    ecg_time: dt.datetime | None = None
+    reports: tuple[str, ...] = ()
+    filter_low_hz: float | None = None
+    """Low edge of the pass band (DICOM Filter Low Frequency; the high-pass cutoff)."""
+    filter_high_hz: float | None = None
+    """High edge of the pass band (DICOM Filter High Frequency; the low-pass cutoff)."""
+    notch_hz: float | None = None
+    measurements: Mapping[str, float] = field(default_factory=dict)
+    """Measurements present in the row (29999 dropped): intervals in ms, axes in degrees."""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StudyMetadata:
+        """Build from one table row (column -> text or None); bad values raise MetadataError."""
+
+        def text(name: str) -> str | None:
+            value = row.get(name)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                return None
+            value = str(value).strip()
+            return value or None
+
+        study_id = normalise_study_id(text("study_id") or "")
+        subject = text("subject_id")
+        cart = text("cart_id")
+        ecg_time = None
+        if raw_time := text("ecg_time"):
+            try:
+                ecg_time = dt.datetime.fromisoformat(raw_time)
+            except ValueError:
+                raise MetadataError(f"ecg_time {raw_time!r} is not a date and time") from None
+        low = high = None
+        if bandwidth := text("bandwidth"):
+            match = _BANDWIDTH_RE.match(bandwidth)
+            if match:
+                low, high = float(match.group(1)), float(match.group(2))
+        else:  # the seed's pickle: names swapped, values right (see GUIDE)
+            low, high = _number(text("lowpassfilter")), _number(text("highpassfilter"))
+        notch = None
+        if filtering := text("filtering"):
+            if match := _NOTCH_RE.search(filtering):
+                notch = float(match.group(1))
+        reports = tuple(r for name in REPORT_COLUMNS if (r := text(name)))
+        measurements = {}
+        for name in MEASUREMENT_COLUMNS:
+            value = _number(text(name))
+            if value is not None and value != MISSING_MEASUREMENT:
+                measurements[name] = value
+        return cls(
+            study_id=study_id,
+            subject_id=normalise_study_id(subject) if subject else None,
+            cart_id=normalise_study_id(cart) if cart else None,
+            ecg_time=ecg_time,
+            reports=reports,
+            filter_low_hz=low,
+            filter_high_hz=high,
+            notch_hz=notch,
+            measurements=measurements,
+        )
+
+
+class MetadataTable:
+    """Rows of machine_measurements (or the seed's df_info) looked up by study_id."""
+
+    def __init__(self, table: pa.Table) -> None:
+        import pyarrow as pa
+
+        if "study_id" not in table.column_names:
+            raise ConversionError("metadata table has no study_id column")
+        table = table.cast(pa.schema([(name, pa.string()) for name in table.column_names]))
+        keys = [normalise_study_id(v) if v is not None else "" for v in
+                table.column("study_id").to_pylist()]
+        self._table = table
+        self._int_keys: np.ndarray | None = None
+        self._order: np.ndarray | None = None
+        self._dict_keys: dict[str, int] | None = None
+        if keys and all(k.isdigit() and len(k) < 19 for k in keys):
+            ints = np.fromiter((int(k) for k in keys), dtype=np.int64, count=len(keys))
+            # stable sort: with duplicate study_ids the first row of the table wins
+            self._order = np.argsort(ints, kind="stable")
+            self._int_keys = ints[self._order]
+        else:
+            self._dict_keys = {}
+            for index, key in enumerate(keys):
+                self._dict_keys.setdefault(key, index)
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    @classmethod
+    def load(cls, path: str | Path) -> MetadataTable:
+        """Load CSV (as published), Parquet, or the seed's pickle (with a warning)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConversionError(f"metadata file not found: {path}")
+        suffix = path.suffix.lower()
+        try:
+            if suffix in (".pkl", ".pickle"):
+                return cls.from_dataframe(_load_pickle(path))
+            if suffix in (".parquet", ".pq"):
+                import pyarrow.parquet as pq
+
+                return cls(pq.read_table(path))
+            return cls(_read_csv_as_strings(path))
+        except ConversionError:
+            raise
+        except Exception as exc:  # pyarrow/pandas raise many types for malformed files
+            raise ConversionError(
+                f"cannot read metadata {path.name}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    @classmethod
+    def from_dataframe(cls, frame: pd.DataFrame) -> MetadataTable:
+        """From a pandas DataFrame such as the seed's ``df_info``."""
+        import pyarrow as pa
+
+        frame = frame.reset_index(drop="study_id" in frame.columns)
+        converted = {}
+        for name in frame.columns:
+            column = frame[name]
+            values = [None if _is_missing(v) else _as_text(v) for v in column.tolist()]
+            converted[str(name)] = pa.array(values, type=pa.string())
+        return cls(pa.table(converted))
+
+    def _row_index(self, study_id: str) -> int | None:
+        key = normalise_study_id(study_id)
+        if self._int_keys is not None:
+            if not (key.isdigit() and len(key) < 19):
+                return None
+            value = int(key)
+            pos = int(np.searchsorted(self._int_keys, value))
+            if pos < len(self._int_keys) and self._int_keys[pos] == value:
+                return int(self._order[pos])
+            return None
+        assert self._dict_keys is not None
+        return self._dict_keys.get(key)
+
+    def get(self, study_id: str) -> StudyMetadata | None:
+        """The study's metadata, or None when the table has no row for it."""
+        return self.get_many([study_id])[0]
+
+    def get_many(self, study_ids: Sequence[str]) -> list[StudyMetadata | None]:
+        """Bulk lookup (one pyarrow take for the lot): the batch planner's path."""
+        indices = [self._row_index(s) for s in study_ids]
+        found = [i for i in indices if i is not None]
+        rows = iter(self._table.take(found).to_pylist()) if found else iter(())
+        return [None if i is None else StudyMetadata.from_row(next(rows)) for i in indices]
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _read_csv_as_strings(path: Path) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    with path.open(newline="", encoding="utf-8") as handle:
+        names = next(csv.reader(handle), None)
+    if not names:
+        raise ConversionError(f"metadata {path.name} is empty")
+    return pacsv.read_csv(
+        path,
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in names},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+
+
+def _load_pickle(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    warnings.warn(
+        f"loading {path.name}: a pickle runs code from the file when loaded; only use pickles "
+        "you made yourself (machine_measurements.csv or Parquet need no preprocessing)",
+        PickleWarning,
+        stacklevel=3,
+    )
+    frame = pd.read_pickle(path)
+    if not isinstance(frame, pd.DataFrame):
+        raise ConversionError(f"{path.name} does not hold a pandas DataFrame")
+    return frame
+
+
+def iter_rows(table: MetadataTable) -> Iterable[StudyMetadata]:
+    """Every row as StudyMetadata (tests and tools; not the hot path)."""
+    for row in table._table.to_pylist():
+        yield StudyMetadata.from_row(row)

@@ -1,0 +1,79 @@
+"""Checking objects: the seed's quick integrity check, and dciodvfy when installed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from .errors import ConversionError
+
+
+class ValidationFailed(ConversionError):
+    """An object failed the quick integrity check (batch: ``ValidationFailed: ...``)."""
+
+
+def quick_check(ds: Dataset) -> None:
+    """The seed's integrity check: raise ValidationFailed with the first problem found.
+
+    Waveform Sequence present; channels, samples and frequency > 0; 16-bit ``SS`` samples;
+    Waveform Data length = channels x samples x 2 bytes.
+    """
+    groups = ds.get("WaveformSequence")
+    if not groups:
+        raise ValidationFailed("no WaveformSequence")
+    for number, group in enumerate(groups, start=1):
+        channels = int(group.get("NumberOfWaveformChannels", 0) or 0)
+        samples = int(group.get("NumberOfWaveformSamples", 0) or 0)
+        frequency = float(group.get("SamplingFrequency", 0) or 0)
+        if channels <= 0 or samples <= 0 or frequency <= 0:
+            raise ValidationFailed(
+                f"group {number}: channels={channels} samples={samples} frequency={frequency:g}"
+            )
+        if group.get("WaveformSampleInterpretation") != "SS":
+            raise ValidationFailed(f"group {number}: sample interpretation is not SS")
+        if int(group.get("WaveformBitsAllocated", 0) or 0) != 16:
+            raise ValidationFailed(f"group {number}: bits allocated is not 16")
+        data = group.get("WaveformData")
+        expected = channels * samples * 2
+        actual = len(data) if data is not None else 0
+        if actual != expected:
+            raise ValidationFailed(
+                f"group {number}: WaveformData has {actual} bytes, expected {expected}"
+            )
+
+
+@dataclass(frozen=True)
+class DciodvfyReport:
+    """What dciodvfy said about one file."""
+
+    errors: tuple[str, ...]
+    warnings: tuple[str, ...]
+    output: str
+
+    @property
+    def clean(self) -> bool:
+        return not self.errors and not self.warnings
+
+
+def dciodvfy_path() -> str | None:
+    return shutil.which("dciodvfy")
+
+
+def run_dciodvfy(path: str | Path, *, timeout: float = 120) -> DciodvfyReport:
+    """Run dicom3tools' dciodvfy on ``path`` and collect its errors and warnings."""
+    exe = dciodvfy_path()
+    if exe is None:
+        raise ConversionError("dciodvfy is not installed (apt-get install dicom3tools)")
+    proc = subprocess.run(
+        [exe, "-new", str(path)], capture_output=True, text=True, timeout=timeout,
+        errors="replace",
+    )
+    output = proc.stdout + proc.stderr
+    lines = [line.strip() for line in output.splitlines()]
+    errors = tuple(line for line in lines if line.startswith("Error"))
+    warnings = tuple(line for line in lines if line.startswith("Warning"))
+    return DciodvfyReport(errors, warnings, output)
