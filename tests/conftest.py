@@ -41,3 +41,18 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def physionet_dir(shared_data: Path) -> Path:
     return shared_data / "physionet"
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory: pytest.TempPathFactory):
+    """A small synthetic MIMIC-IV-ECG-shaped corpus (the generator `wfdb2dicom demo` uses)."""
+    from wfdb2dicom.synthetic import generate_corpus
+
+    return generate_corpus(tmp_path_factory.mktemp("demo") / "mimic-iv-ecg", 12, seed=7)
+
+
+@pytest.fixture(scope="session")
+def demo_metadata(demo_corpus):
+    from wfdb2dicom.metadata import MetadataTable
+
+    return MetadataTable.load(demo_corpus.machine_measurements_csv)

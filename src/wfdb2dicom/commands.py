@@ -1,9 +1,173 @@
-"""Placeholder: the core subcommands are registered here (being written)."""
+"""Core subcommands: ``convert`` (one record), ``validate`` (check objects), ``demo``."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import sys
+import warnings
+from pathlib import Path
+
+from .builder import ConversionOptions
+from .errors import ConversionError
+
+
+def iso_datetime(text: str) -> dt.datetime:
+    """argparse type for ``--acquisition-datetime`` (ISO 8601, e.g. 2180-07-23T21:40:00)."""
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date and time (e.g. 2180-07-23T21:40:00)"
+        ) from None
+
+
+def add_conversion_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the core conversion, shared by ``convert`` and ``batch``."""
+    group = parser.add_argument_group("conversion")
+    group.add_argument("--uid-root", metavar="ROOT",
+                       help="derive UIDs under this root (default: UUID-derived 2.25.)")
+    group.add_argument("--no-annotations", action="store_true",
+                       help="signal only: leave out machine measurements and report statements")
+    group.add_argument("--acquisition-datetime", type=iso_datetime, metavar="ISO",
+                       help="acquisition time to use when neither the header nor the metadata "
+                       "give one")
+    group.add_argument("--no-checksum", action="store_true",
+                       help="convert even when the header checksums do not match the samples")
+
+
+def conversion_options(args: argparse.Namespace) -> ConversionOptions:
+    """ConversionOptions from parsed arguments (validates --uid-root up front)."""
+    from .uids import check_uid_root
+
+    return ConversionOptions(
+        uid_root=check_uid_root(args.uid_root) if args.uid_root else None,
+        annotations=not args.no_annotations,
+        acquisition_datetime=args.acquisition_datetime,
+        patient_id=getattr(args, "patient_id", None),
+        verify_checksums=not args.no_checksum,
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the core subcommands (convert, validate, demo)."""
+    convert = subparsers.add_parser(
+        "convert",
+        help="convert one WFDB record to a DICOM ECG object",
+        description="Convert one WFDB record to a DICOM ECG waveform object. Exit 0 on "
+        "success; otherwise a one-line reason on stderr, exit 2, and no output file.",
+    )
+    convert.add_argument("record", help="record path without extension (a trailing .hea is "
+                         "accepted)")
+    convert.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.dcm")
+    convert.add_argument("--metadata", type=Path, metavar="FILE",
+                         help="machine_measurements.csv as published, Parquet, or the seed's "
+                         "pickle")
+    convert.add_argument("--study-id", metavar="ID",
+                         help="study_id to look up and to derive UIDs from (default: the "
+                         "record name)")
+    convert.add_argument("--patient-id", metavar="ID",
+                         help="Patient ID when the metadata gives no subject_id (default: the "
+                         "record name)")
+    add_conversion_options(convert)
+    convert.set_defaults(handler=run_convert)
+
+    validate = subparsers.add_parser(
+        "validate",
+        help="check DICOM ECG objects (integrity check, and dciodvfy when installed)",
+        description="Run the quick integrity check on each file, and dciodvfy (dicom3tools) "
+        "when it is installed. Exit 0 when every file passes with no dciodvfy error or "
+        "warning, 1 otherwise.",
+    )
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    validate.add_argument("--no-dciodvfy", action="store_true", help="skip dciodvfy")
+    validate.set_defaults(handler=run_validate)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="make a small MIMIC-IV-ECG-shaped sample corpus and convert it",
+        description="Write a synthetic MIMIC-IV-ECG-shaped corpus (same folder layout, "
+        "record_list.csv, machine_measurements.csv, a few deliberately broken records) into "
+        "DIR and convert it with the batch engine. The broken records fail with one-line "
+        "reasons; that is the point of them.",
+    )
+    demo.add_argument("dir", nargs="?", type=Path, default=Path("wfdb2dicom-demo"),
+                      help="where to write the corpus and the output (default: "
+                      "./wfdb2dicom-demo)")
+    demo.add_argument("-n", "--records", type=int, default=24, help="good records (default 24)")
+    demo.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU "
+                      "count)")
+    demo.set_defaults(handler=run_demo)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_record
+    from .metadata import MetadataTable
+
+    options = conversion_options(args)
+    table = None
+    if args.metadata:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = MetadataTable.load(args.metadata)
+        for warning in caught:
+            print(f"wfdb2dicom convert: warning: {warning.message}", file=sys.stderr)
+    out = convert_record(args.record, args.output, table, study_id=args.study_id,
+                         options=options)
+    print(out)
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    import pydicom
+
+    from .validate import dciodvfy_path, quick_check, run_dciodvfy
+
+    use_dciodvfy = not args.no_dciodvfy and dciodvfy_path() is not None
+    if not args.no_dciodvfy and not use_dciodvfy:
+        print("note: dciodvfy not installed (apt-get install dicom3tools); integrity check only",
+              file=sys.stderr)
+    failures = 0
+    for path in args.files:
+        try:
+            ds = pydicom.dcmread(path)
+            quick_check(ds)
+            if use_dciodvfy:
+                report = run_dciodvfy(path)
+                if not report.clean:
+                    problems = report.errors + report.warnings
+                    raise ConversionError(
+                        f"dciodvfy: {len(report.errors)} errors, {len(report.warnings)} "
+                        f"warnings; first: {problems[0]}"
+                    )
+        except ConversionError as exc:
+            failures += 1
+            print(f"FAIL {path}: {exc}")
+        except Exception as exc:  # unreadable or not DICOM
+            failures += 1
+            print(f"FAIL {path}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        else:
+            print(f"OK   {path}")
+    return 1 if failures else 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .batch.engine import BatchConfig, run_batch
+    from .synthetic import generate_corpus
+
+    root = args.dir
+    corpus = generate_corpus(root / "mimic-iv-ecg", args.records)
+    print(f"wrote {len(corpus.good)} records and {len(corpus.broken)} broken ones under "
+          f"{corpus.root}")
+    config = BatchConfig(
+        input_csv=corpus.record_list_csv,
+        output_csv=root / "record_list.with_dcm.csv",
+        wfdb_dir=corpus.root,
+        dcm_dir=root / "dicom",
+        metadata=corpus.machine_measurements_csv,
+        workers=args.workers,
+    )
+    summary = run_batch(config)
+    expected_failures = len(corpus.broken)
+    print(f"demo: {summary.failed} of {summary.total} rows failed; {expected_failures} records "
+          "were made broken on purpose (see the error log for their one-line reasons)")
+    return 0 if summary.failed == expected_failures else 1

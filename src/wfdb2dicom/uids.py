@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 from pydicom.uid import generate_uid
 
@@ -25,11 +26,19 @@ def check_uid_root(root: str) -> str:
     return root
 
 
+NAMESPACE = uuid.UUID("6f1f6d36-5d1c-5b0e-9d0c-776664623264")
+"""Namespace of this tool's name-based UUIDs (fixed forever: changing it changes every UID)."""
+
+
 def derive_uid(kind: str, key: str, root: str | None = None) -> str:
     """UID for ``kind`` (study, series, instance) of the study ``key``.
 
-    Without a root this is a name-based UID under ``2.25.``; with one, a hash under it
-    (pydicom's ``generate_uid`` with fixed entropy sources, in both cases).
+    Without a root: a name-based (SHA-1, version 5) UUID as ``2.25.<integer>`` (PS3.5 B.2).
+    With one: pydicom's SHA-512 hash of the name under the root. Note that pydicom's
+    ``generate_uid(prefix=None, entropy_srcs=...)`` ignores the entropy and is random, hence
+    uuid5 here.
     """
-    prefix = None if root is None else check_uid_root(root) + "."
-    return generate_uid(prefix=prefix, entropy_srcs=["wfdb2dicom", kind, key])
+    name = f"wfdb2dicom|{kind}|{key}"
+    if root is None:
+        return f"2.25.{uuid.uuid5(NAMESPACE, name).int}"
+    return str(generate_uid(prefix=check_uid_root(root) + ".", entropy_srcs=[name]))
