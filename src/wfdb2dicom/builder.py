@@ -11,7 +11,9 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
+import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian
@@ -19,10 +21,10 @@ from pydicom.valuerep import format_number_as_ds
 
 from . import __version__
 from .errors import MetadataError, UnsupportedRecord
-from .leads import code_for_label
+from .leads import LeadCode, code_for_label
 from .metadata import StudyMetadata, normalise_study_id
 from .reader import INVALID_SAMPLE
-from .record import EcgRecord, MultiplexGroup
+from .record import Channel, EcgRecord
 from .uids import derive_uid
 
 IMPLEMENTATION_CLASS_UID = "2.25.196452354624513339813406389735815245373"
@@ -65,13 +67,13 @@ AMBULATORY_ECG = EcgIod("Ambulatory ECG", "1.2.840.10008.5.1.4.1.1.9.1.3", 1, 12
 ECG_IODS = (TWELVE_LEAD_ECG, GENERAL_ECG, AMBULATORY_ECG)
 """In order of preference: the most specific IOD the record fits is used."""
 
-VOLTAGE_UNITS: dict[str, tuple[str, str]] = {
-    "mv": ("mV", "millivolt"),
-    "uv": ("uV", "microvolt"),
-    "µv": ("uV", "microvolt"),
-    "μv": ("uV", "microvolt"),
-    "v": ("V", "volt"),
-    "nv": ("nV", "nanovolt"),
+VOLTAGE_UNITS: dict[str, tuple[str, str, str]] = {
+    "mv": ("mV", "UCUM", "millivolt"),
+    "uv": ("uV", "UCUM", "microvolt"),
+    "µv": ("uV", "UCUM", "microvolt"),
+    "μv": ("uV", "UCUM", "microvolt"),
+    "v": ("V", "UCUM", "volt"),
+    "nv": ("nV", "UCUM", "nanovolt"),
 }
 """WFDB unit strings (lower case) -> UCUM code and meaning."""
 
@@ -184,6 +186,76 @@ def check_ecg_signals(record: EcgRecord) -> None:
                 )
 
 
+@dataclass(frozen=True)
+class ChannelLayout:
+    """Everything a Channel Definition item holds: the same for every record of a layout."""
+
+    label: str
+    source: LeadCode
+    sensitivity: str
+    units: tuple[str, str, str]
+    baseline: str
+    bits_stored: int
+    filter_low: str | None
+    filter_high: str | None
+    notch: str | None
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """A multiplex group without its samples; hashable, so encoders can cache per layout."""
+
+    label: str
+    sampling_frequency: str
+    n_channels: int
+    n_samples: int
+    padding_value: bytes | None
+    channels: tuple[ChannelLayout, ...]
+
+
+@dataclass(frozen=True)
+class AnnotationItem:
+    """One Waveform Annotation item: a coded measurement or a free-text statement."""
+
+    concept: tuple[str, str, str] | None = None
+    numeric_value: str | None = None
+    units: tuple[str, str, str] | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectPlan:
+    """The object as plain values: what both encoders (pydicom and fast) turn into bytes.
+
+    ``attributes`` are the top-level attributes whose values are text (every Type 1/2
+    attribute outside the sequences), as (keyword, value) pairs.
+    """
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    attributes: tuple[tuple[str, str], ...]
+    groups: tuple[GroupLayout, ...]
+    samples: tuple[np.ndarray, ...]
+    annotations: tuple[AnnotationItem, ...]
+
+    def to_dataset(self) -> Dataset:
+        """The pydicom Dataset (the reference path)."""
+        ds = Dataset()
+        ds.file_meta = _file_meta(self.sop_class_uid, self.sop_instance_uid)
+        for keyword, value in self.attributes:
+            setattr(ds, keyword, value)
+        ds.AcquisitionContextSequence = DicomSequence()
+        ds.WaveformSequence = DicomSequence(
+            [_group_item(layout, samples) for layout, samples in zip(self.groups, self.samples,
+                                                                     strict=True)]
+        )
+        if self.annotations:
+            ds.WaveformAnnotationSequence = DicomSequence(
+                [_annotation_item(a) for a in self.annotations]
+            )
+        return ds
+
+
 def build_dataset(
     record: EcgRecord,
     metadata: StudyMetadata | None = None,
@@ -194,58 +266,93 @@ def build_dataset(
     series_uid: str | None = None,
 ) -> Dataset:
     """The DICOM ECG waveform object for ``record`` (see docs/mapping.md)."""
+    return plan_object(
+        record, metadata, study_id=study_id, options=options, study_uid=study_uid,
+        series_uid=series_uid,
+    ).to_dataset()
+
+
+def plan_object(
+    record: EcgRecord,
+    metadata: StudyMetadata | None = None,
+    *,
+    study_id: str | None = None,
+    options: ConversionOptions | None = None,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+) -> ObjectPlan:
+    """Decide every value of the object (the mapping); encoding is someone else's job."""
     options = options or ConversionOptions()
     check_ecg_signals(record)
     iod = choose_iod(record)
     key = normalise_study_id(study_id or (metadata.study_id if metadata else None) or record.name)
     moment = acquisition_time(record, metadata, options)
     sop_uid = derive_uid("instance", key, options.uid_root)
-
-    ds = Dataset()
-    ds.file_meta = _file_meta(iod.sop_class_uid, sop_uid)
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = iod.sop_class_uid
-    ds.SOPInstanceUID = sop_uid
-    # Patient
-    ds.PatientName = ""
-    ds.PatientID = _patient_id(record, metadata, options)
-    ds.PatientBirthDate = ""
-    ds.PatientSex = _patient_sex(record.comments)
+    date, time = _da(moment), _tm(moment)
+    attributes = [
+        ("SpecificCharacterSet", "ISO_IR 192"),
+        ("SOPClassUID", iod.sop_class_uid),
+        ("SOPInstanceUID", sop_uid),
+        # Patient
+        ("PatientName", ""),
+        ("PatientID", _patient_id(record, metadata, options)),
+        ("PatientBirthDate", ""),
+        ("PatientSex", _patient_sex(record.comments)),
+    ]
     if age := _patient_age(record.comments):
-        ds.PatientAge = age
-    # General Study
-    ds.StudyInstanceUID = study_uid or derive_uid("study", key, options.uid_root)
-    ds.StudyDate = _da(moment)
-    ds.StudyTime = _tm(moment)
-    ds.ReferringPhysicianName = ""
-    ds.StudyID = _checked(key, "Study ID", 16, "study_id")
-    ds.AccessionNumber = ""
-    # General Series
-    ds.Modality = "ECG"
-    ds.SeriesInstanceUID = series_uid or derive_uid("series", key, options.uid_root)
-    ds.SeriesNumber = 1
-    # General Equipment
-    ds.Manufacturer = ""
+        attributes.append(("PatientAge", age))
+    attributes += [
+        # General Study
+        ("StudyInstanceUID", study_uid or derive_uid("study", key, options.uid_root)),
+        ("StudyDate", date),
+        ("StudyTime", time),
+        ("ReferringPhysicianName", ""),
+        ("StudyID", _checked(key, "Study ID", 16, "study_id")),
+        ("AccessionNumber", ""),
+        # General Series
+        ("Modality", "ECG"),
+        ("SeriesInstanceUID", series_uid or derive_uid("series", key, options.uid_root)),
+        ("SeriesNumber", "1"),
+        # General Equipment
+        ("Manufacturer", ""),
+    ]
     if metadata and metadata.cart_id:
-        ds.StationName = _checked(metadata.cart_id, "Station Name", 16, "cart_id")
-    # Waveform Identification
-    ds.InstanceNumber = 1
-    ds.ContentDate = _da(moment)
-    ds.ContentTime = _tm(moment)
-    ds.AcquisitionDateTime = _da(moment) + _tm(moment)
-    # Acquisition Context: TID 3401 items only where known; nothing is known here.
-    ds.AcquisitionContextSequence = DicomSequence()
-    # Waveform
-    ds.WaveformSequence = DicomSequence(
-        [_multiplex_group(group, index, len(record.groups), metadata)
-         for index, group in enumerate(record.groups)]
+        attributes.append(
+            ("StationName", _checked(metadata.cart_id, "Station Name", 16, "cart_id"))
+        )
+    attributes += [
+        # Waveform Identification
+        ("InstanceNumber", "1"),
+        ("ContentDate", date),
+        ("ContentTime", time),
+        ("AcquisitionDateTime", date + time),
+    ]
+    # Acquisition Context (TID 3401 items only where known; nothing is known here) and the
+    # Waveform module are added by the encoders from ``groups``.
+    filters = _filter_texts(metadata)
+    groups = tuple(
+        group_layout(group.channels, group.sampling_frequency, group.n_samples, index,
+                     len(record.groups), filters)
+        for index, group in enumerate(record.groups)
     )
-    # Waveform Annotation
-    if options.annotations and metadata:
-        items = annotation_items(metadata)
-        if items:
-            ds.WaveformAnnotationSequence = DicomSequence(items)
-    return ds
+    annotations = annotation_items(metadata) if options.annotations and metadata else ()
+    return ObjectPlan(
+        sop_class_uid=iod.sop_class_uid,
+        sop_instance_uid=sop_uid,
+        attributes=tuple(attributes),
+        groups=groups,
+        samples=tuple(group.samples for group in record.groups),
+        annotations=annotations,
+    )
+
+
+def _filter_texts(metadata: StudyMetadata | None) -> tuple[str | None, str | None, str | None]:
+    if metadata is None:
+        return (None, None, None)
+    return tuple(  # type: ignore[return-value]
+        None if v is None else ds_text(v)
+        for v in (metadata.filter_low_hz, metadata.filter_high_hz, metadata.notch_hz)
+    )
 
 
 def _file_meta(sop_class_uid: str, sop_uid: str) -> FileMetaDataset:
@@ -286,52 +393,90 @@ def _patient_age(comments: Sequence[str]) -> str | None:
     return None
 
 
-def _multiplex_group(
-    group: MultiplexGroup, index: int, n_groups: int, metadata: StudyMetadata | None
-) -> Dataset:
+@lru_cache(maxsize=256)
+def group_layout(
+    channels: tuple[Channel, ...],
+    sampling_frequency: float,
+    n_samples: int,
+    index: int,
+    n_groups: int,
+    filters: tuple[str | None, str | None, str | None],
+) -> GroupLayout:
+    """The layout of one multiplex group; cached, as MIMIC has a handful of layouts."""
+    formats = {channel.fmt for channel in channels}
+    padding = None
+    if len(formats) == 1 and (invalid := INVALID_SAMPLE.get(formats.pop())) is not None:
+        if -32768 <= invalid <= 32767:
+            padding = invalid.to_bytes(2, "little", signed=True)
+    return GroupLayout(
+        label="RHYTHM" if n_groups == 1 else f"RHYTHM {index + 1}",
+        sampling_frequency=ds_text(sampling_frequency),
+        n_channels=len(channels),
+        n_samples=n_samples,
+        padding_value=padding,
+        channels=tuple(_channel_layout(channel, filters) for channel in channels),
+    )
+
+
+def _channel_layout(
+    channel: Channel, filters: tuple[str | None, str | None, str | None]
+) -> ChannelLayout:
+    lead = code_for_label(channel.label)
+    label = (_checked(channel.label, "Channel Label", 16, "signal name") if channel.label
+             else lead.meaning[:16])
+    return ChannelLayout(
+        label=label,
+        source=lead,
+        sensitivity=ds_text(1.0 / channel.gain),
+        units=VOLTAGE_UNITS[channel.units.lower()],
+        baseline=ds_text(-channel.baseline / channel.gain),
+        bits_stored=_bits_stored(channel),
+        filter_low=filters[0],
+        filter_high=filters[1],
+        notch=filters[2],
+    )
+
+
+def _group_item(layout: GroupLayout, samples: np.ndarray) -> Dataset:
     item = Dataset()
     item.WaveformOriginality = "ORIGINAL"
-    item.NumberOfWaveformChannels = len(group.channels)
-    item.NumberOfWaveformSamples = group.n_samples
-    item.SamplingFrequency = ds_text(group.sampling_frequency)
-    item.MultiplexGroupLabel = "RHYTHM" if n_groups == 1 else f"RHYTHM {index + 1}"
+    item.NumberOfWaveformChannels = layout.n_channels
+    item.NumberOfWaveformSamples = layout.n_samples
+    item.SamplingFrequency = layout.sampling_frequency
+    item.MultiplexGroupLabel = layout.label
     item.ChannelDefinitionSequence = DicomSequence(
-        [_channel_definition(channel, metadata) for channel in group.channels]
+        [_channel_item(channel) for channel in layout.channels]
     )
     item.WaveformBitsAllocated = 16
     item.WaveformSampleInterpretation = "SS"
-    formats = {channel.fmt for channel in group.channels}
-    if len(formats) == 1 and (invalid := INVALID_SAMPLE.get(formats.pop())) is not None:
-        if -32768 <= invalid <= 32767:
-            item.WaveformPaddingValue = invalid.to_bytes(2, "little", signed=True)
-    item.WaveformData = group.samples.astype("<i2", copy=False).tobytes()
+    if layout.padding_value is not None:
+        item.WaveformPaddingValue = layout.padding_value
+    item.WaveformData = samples.astype("<i2", copy=False).tobytes()
     return item
 
 
-def _channel_definition(channel, metadata: StudyMetadata | None) -> Dataset:
-    unit_code, unit_meaning = VOLTAGE_UNITS[channel.units.lower()]
-    lead = code_for_label(channel.label)
+def _channel_item(channel: ChannelLayout) -> Dataset:
     item = Dataset()
-    item.ChannelLabel = _checked(channel.label, "Channel Label", 16, "signal name") if (
-        channel.label) else lead.meaning[:16]
-    item.ChannelSourceSequence = DicomSequence([_code(lead.value, lead.scheme, lead.meaning)])
-    item.ChannelSensitivity = ds_text(1.0 / channel.gain)
-    item.ChannelSensitivityUnitsSequence = DicomSequence([_code(unit_code, "UCUM", unit_meaning)])
+    item.ChannelLabel = channel.label
+    item.ChannelSourceSequence = DicomSequence(
+        [_code(channel.source.value, channel.source.scheme, channel.source.meaning)]
+    )
+    item.ChannelSensitivity = channel.sensitivity
+    item.ChannelSensitivityUnitsSequence = DicomSequence([_code(*channel.units)])
     item.ChannelSensitivityCorrectionFactor = "1"
-    item.ChannelBaseline = ds_text(-channel.baseline / channel.gain)
+    item.ChannelBaseline = channel.baseline
     item.ChannelSampleSkew = "0"
-    item.WaveformBitsStored = _bits_stored(channel)
-    if metadata is not None:
-        if metadata.filter_low_hz is not None:
-            item.FilterLowFrequency = ds_text(metadata.filter_low_hz)
-        if metadata.filter_high_hz is not None:
-            item.FilterHighFrequency = ds_text(metadata.filter_high_hz)
-        if metadata.notch_hz is not None:
-            item.NotchFilterFrequency = ds_text(metadata.notch_hz)
+    item.WaveformBitsStored = channel.bits_stored
+    if channel.filter_low is not None:
+        item.FilterLowFrequency = channel.filter_low
+    if channel.filter_high is not None:
+        item.FilterHighFrequency = channel.filter_high
+    if channel.notch is not None:
+        item.NotchFilterFrequency = channel.notch
     return item
 
 
-def _bits_stored(channel) -> int:
+def _bits_stored(channel: Channel) -> int:
     if 1 <= channel.adc_resolution <= 16:
         return channel.adc_resolution
     return DEFAULT_BITS_STORED.get(channel.fmt, 16)
@@ -353,22 +498,31 @@ def derived_measurements(metadata: StudyMetadata) -> dict[str, float]:
     return derived
 
 
-def annotation_items(metadata: StudyMetadata) -> list[Dataset]:
+def annotation_items(metadata: StudyMetadata) -> tuple[AnnotationItem, ...]:
     """Waveform Annotation items: machine measurements, then the report statements."""
     items = []
     for name, value in derived_measurements(metadata).items():
         code, meaning, unit = MEASUREMENT_CONCEPTS[name]
-        item = Dataset()
-        item.ReferencedWaveformChannels = [1, 0]
-        item.ConceptNameCodeSequence = DicomSequence([_code(code, "MDC", meaning)])
-        item.NumericValue = ds_text(value)
-        item.MeasurementUnitsCodeSequence = DicomSequence([_code(*unit)])
-        items.append(item)
+        items.append(AnnotationItem(concept=(code, "MDC", meaning), numeric_value=ds_text(value),
+                                    units=unit))
     for statement in metadata.reports:
         if len(statement) > 1024:
             raise MetadataError(f"report statement of {len(statement)} characters exceeds 1024")
-        item = Dataset()
-        item.ReferencedWaveformChannels = [1, 0]
-        item.UnformattedTextValue = statement
-        items.append(item)
-    return items
+        items.append(AnnotationItem(text=statement))
+    return tuple(items)
+
+
+REFERENCED_CHANNELS = [1, 0]
+"""Multiplex group 1, channel 0 = every channel of the group (PS3.3 C.10.10.1.1)."""
+
+
+def _annotation_item(annotation: AnnotationItem) -> Dataset:
+    item = Dataset()
+    item.ReferencedWaveformChannels = REFERENCED_CHANNELS
+    if annotation.concept is not None:
+        item.ConceptNameCodeSequence = DicomSequence([_code(*annotation.concept)])
+        item.NumericValue = annotation.numeric_value
+        item.MeasurementUnitsCodeSequence = DicomSequence([_code(*annotation.units)])
+    else:
+        item.UnformattedTextValue = annotation.text
+    return item

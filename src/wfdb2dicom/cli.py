@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -43,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"wfdb2dicom {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, but users still get one line, not a traceback
+        if os.environ.get("WFDB2DICOM_DEBUG"):
+            raise
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"wfdb2dicom {args.command}: internal error: {reason} (set WFDB2DICOM_DEBUG=1 "
+              "for a traceback, and please report it)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
-from .builder import ConversionOptions, build_dataset
+from .builder import ConversionOptions, build_dataset, plan_object
 from .errors import MetadataError
 from .metadata import MetadataTable, StudyMetadata, normalise_study_id
 from .reader import read_record, record_base
@@ -94,22 +94,27 @@ def write_atomic(path: str | Path, data: bytes) -> None:
 
 def convert_to_bytes(
     record_path: str | Path,
-    metadata: StudyMetadata | None,
+    metadata: StudyMetadata | MetadataTable | None,
     *,
     study_id: str | None = None,
     options: ConversionOptions | None = None,
 ) -> bytes:
     """Read, map, encode and quick-check one record: the batch engine's unit of work.
 
-    Returns the complete file's bytes (validated in memory, nothing written). Refusals raise
+    Uses the fast encoder (byte-identical to pydicom's writer; see encoder.py). Returns the
+    complete file's bytes (validated in memory, nothing written). Refusals raise
     :class:`~wfdb2dicom.errors.ConversionError` subclasses, a failed integrity check raises
     :class:`~wfdb2dicom.validate.ValidationFailed`.
     """
-    from .validate import quick_check
+    from .encoder import encode_plan
+    from .validate import quick_check_plan
 
-    ds = record_to_dataset(record_path, metadata, study_id=study_id, options=options)
-    quick_check(ds)
-    return encode_dataset(ds)
+    options = options or ConversionOptions()
+    record = read_record(record_path, verify_checksums=options.verify_checksums)
+    key = normalise_study_id(study_id or record.name)
+    plan = plan_object(record, resolve_metadata(metadata, key), study_id=key, options=options)
+    quick_check_plan(plan)
+    return encode_plan(plan)
 
 
 def convert_record(

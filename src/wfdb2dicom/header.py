@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import RecordError
@@ -175,31 +176,43 @@ def _parse_date(value: str, source: str) -> dt.date:
         raise RecordError(f"{source}: bad base date {value!r} (expected DD/MM/YYYY)") from None
 
 
+@lru_cache(maxsize=1024)
+def _parse_format(text: str) -> tuple[str, int, int, int] | None:
+    """``fmt[xspf][:skew][+offset]``; cached because a corpus has a handful of spellings."""
+    match = _FORMAT_RE.match(text)
+    if not match:
+        return None
+    return (match.group(1), int(match.group(2) or 1), int(match.group(3) or 0),
+            int(match.group(4) or 0))
+
+
+@lru_cache(maxsize=1024)
+def _parse_gain(text: str) -> tuple[float, int | None, str] | None:
+    """``gain[(baseline)][/units]``; a gain of 0 (uncalibrated) means the default."""
+    match = _GAIN_RE.match(text)
+    if not match:
+        return None
+    gain = float(match.group(1)) or DEFAULT_GAIN
+    baseline = int(match.group(2)) if match.group(2) is not None else None
+    return gain, baseline, match.group(3) or "mV"
+
+
 def _parse_signal_line(line: str, source: str) -> SignalSpec:
     fields = line.split(maxsplit=8)
     if len(fields) < 2:
         raise RecordError(f"{source}: signal line {line!r} has no format")
     file_name = fields[0]
-    match = _FORMAT_RE.match(fields[1])
-    if not match:
+    parsed_format = _parse_format(fields[1])
+    if parsed_format is None:
         raise RecordError(f"{source}: bad signal format {fields[1]!r}")
-    fmt = match.group(1)
-    spf = int(match.group(2) or 1)
-    skew = int(match.group(3) or 0)
-    byte_offset = int(match.group(4) or 0)
+    fmt, spf, skew, byte_offset = parsed_format
     gain, baseline, units = DEFAULT_GAIN, None, "mV"
     try:
         if len(fields) > 2:
-            gmatch = _GAIN_RE.match(fields[2])
-            if not gmatch:
+            parsed_gain = _parse_gain(fields[2])
+            if parsed_gain is None:
                 raise ValueError(f"bad gain {fields[2]!r}")
-            gain = float(gmatch.group(1))
-            if gain == 0:
-                gain = DEFAULT_GAIN
-            if gmatch.group(2) is not None:
-                baseline = int(gmatch.group(2))
-            if gmatch.group(3):
-                units = gmatch.group(3)
+            gain, baseline, units = parsed_gain
         adc_resolution = int(fields[3]) if len(fields) > 3 else 0
         adc_zero = int(fields[4]) if len(fields) > 4 else 0
         initial_value = int(fields[5]) if len(fields) > 5 else None

@@ -14,6 +14,7 @@ header checksums unless told not to.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -49,15 +50,16 @@ def read_record(path: str | Path, *, verify_checksums: bool = True) -> EcgRecord
     _check_signals(header)
     if _fast_path_applies(header):
         samples = _read_fmt16_single_file(base, header)
-        columns = [samples[:, i] for i in range(header.n_signals)]
+        if verify_checksums:
+            _verify_checksums(header, samples.sum(axis=0, dtype=np.int64).tolist())
         groups: tuple[MultiplexGroup, ...] = (
-            MultiplexGroup(header.fs, tuple(_channel(s) for s in header.signals), samples),
+            MultiplexGroup(header.fs, _channels(header.signals), samples),
         )
     else:
         columns = _read_columns_with_wfdb(base, header)
+        if verify_checksums:
+            _verify_checksums(header, [int(c.sum(dtype=np.int64)) for c in columns])
         groups = _group_by_rate(header, columns)
-    if verify_checksums:
-        _verify_checksums(header, columns)
     return EcgRecord(
         name=header.record_name,
         groups=groups,
@@ -70,7 +72,8 @@ def _check_signals(header: Header) -> None:
     for spec in header.signals:
         if spec.file_name == "~":
             raise RecordError(f"signal {spec.description!r} has no signal file ('~')")
-        if Path(spec.file_name).name != spec.file_name:
+        name = spec.file_name
+        if "/" in name or "\\" in name or name in (".", ".."):
             raise RecordError(f"signal file {spec.file_name!r} is not in the record's directory")
 
 
@@ -83,15 +86,16 @@ def _fast_path_applies(header: Header) -> bool:
     )
 
 
-def _channel(spec: SignalSpec) -> Channel:
-    return Channel(
-        label=spec.description,
-        units=spec.units,
-        gain=spec.gain,
-        baseline=spec.baseline,
-        adc_resolution=spec.adc_resolution,
-        fmt=spec.fmt,
-    )
+def _channels(specs: tuple[SignalSpec, ...]) -> tuple[Channel, ...]:
+    return _channels_cached(tuple(
+        (s.description, s.units, s.gain, s.baseline, s.adc_resolution, s.fmt) for s in specs
+    ))
+
+
+@lru_cache(maxsize=256)
+def _channels_cached(key: tuple[tuple[str, str, float, int, int, str], ...]) -> tuple[Channel, ...]:
+    """Records of one layout share one tuple of Channels (cheap to hash downstream)."""
+    return tuple(Channel(*fields) for fields in key)
 
 
 def _read_signal_file(path: Path) -> bytes:
@@ -192,16 +196,17 @@ def _group_by_rate(header: Header, columns: list[np.ndarray]) -> tuple[Multiplex
                 f"{header.signals[indices[0]].fmt})"
             )
         samples = np.ascontiguousarray(stacked, dtype="<i2")
-        channels = tuple(_channel(header.signals[i]) for i in indices)
+        channels = _channels(tuple(header.signals[i] for i in indices))
         result.append(MultiplexGroup(header.fs * spf, channels, samples))
     return tuple(result)
 
 
-def _verify_checksums(header: Header, columns: list[np.ndarray]) -> None:
-    for spec, column in zip(header.signals, columns, strict=True):
+def _verify_checksums(header: Header, sums: list[int]) -> None:
+    """WFDB checksums are the 16-bit sums of each signal's samples."""
+    for spec, total in zip(header.signals, sums, strict=True):
         if spec.checksum is None:
             continue
-        actual = int(column.sum(dtype=np.int64)) & 0xFFFF
+        actual = total & 0xFFFF
         if actual != spec.checksum & 0xFFFF:
             signed = actual - 0x10000 if actual >= 0x8000 else actual
             raise RecordError(

@@ -1,0 +1,158 @@
+"""The fast path to bytes: an ObjectPlan encoded without building a pydicom Dataset.
+
+Everything that is the same for every record of a layout (the Waveform Sequence around the
+sample bytes: twelve channel definitions with their code sequences) is encoded once by
+pydicom and kept as bytes; annotation items, which repeat across records (MIMIC has a few
+thousand distinct statements and measurement values), are encoded by pydicom on first sight
+and cached. What is left per record, the short text attributes, is written here.
+
+The output is byte-identical to ``ObjectPlan.to_dataset().save_as(...)``;
+``tests/test_encoder.py`` proves it on every record the test suite converts.
+"""
+
+from __future__ import annotations
+
+import struct
+from functools import cache, lru_cache
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import ExplicitVRLittleEndian
+
+from .builder import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    AnnotationItem,
+    GroupLayout,
+    ObjectPlan,
+    _annotation_item,
+    _group_item,
+)
+
+PREAMBLE = b"\0" * 128 + b"DICM"
+_LONG_LENGTH_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
+_ITEM = struct.Struct("<HHI")
+_SHORT_HEADER = struct.Struct("<HH2sH")
+_LONG_HEADER = struct.Struct("<HH2sHI")
+ACQUISITION_CONTEXT_TAG = 0x00400555
+WAVEFORM_ANNOTATION_TAG = 0x0040B020
+WAVEFORM_SEQUENCE_TAG = 0x54000100
+
+
+@cache
+def _tag_and_vr(keyword: str) -> tuple[int, str]:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(keyword)
+    return tag, dictionary_VR(tag)
+
+
+def encode_text_element(tag: int, vr: str, value: str) -> bytes:
+    """Explicit VR Little Endian encoding of a single-valued text element, as pydicom does.
+
+    UTF-8 (the object's character set is ISO_IR 192), padded to even length with NUL for UI
+    and a space otherwise.
+    """
+    raw = value.encode("utf-8")
+    if len(raw) % 2:
+        raw += b"\0" if vr == "UI" else b" "
+    group, element = tag >> 16, tag & 0xFFFF
+    if vr in _LONG_LENGTH_VRS:
+        return _LONG_HEADER.pack(group, element, vr.encode(), 0, len(raw)) + raw
+    return _SHORT_HEADER.pack(group, element, vr.encode(), len(raw)) + raw
+
+
+TEXT_ENCODING = ["utf_8"]
+"""Python codec of the objects' Specific Character Set, ISO_IR 192."""
+
+
+def _pydicom_element_bytes(ds: Dataset) -> bytes:
+    """Bytes of the elements of ``ds`` (no preamble, no meta) as pydicom writes them.
+
+    Encoded as a nested item of our objects is: in UTF-8, the top-level character set.
+    """
+    buffer = DicomBytesIO()
+    buffer.is_little_endian = True
+    buffer.is_implicit_VR = False
+    write_dataset(buffer, ds, parent_encoding=TEXT_ENCODING)
+    return buffer.getvalue()
+
+
+def _sequence_bytes(tag: int, items: list[bytes]) -> bytes:
+    """A defined-length sequence of already-encoded item contents (pydicom's layout)."""
+    body = b"".join(_ITEM.pack(0xFFFE, 0xE000, len(item)) + item for item in items)
+    return _LONG_HEADER.pack(tag >> 16, tag & 0xFFFF, b"SQ", 0, len(body)) + body
+
+
+@lru_cache(maxsize=64)
+def _waveform_template(groups: tuple[GroupLayout, ...]) -> tuple[bytes, ...]:
+    """The Waveform Sequence split around each group's sample bytes.
+
+    Returns ``(before_1, between_1_2, ..., after_n)``: the sample bytes of group i go after
+    the i-th piece. Made by letting pydicom encode the sequence with zeroed samples and
+    cutting out the samples, which always end their item (Waveform Data has the highest tag).
+    """
+    import numpy as np
+
+    ds = Dataset()
+    ds.WaveformSequence = DicomSequence(
+        [_group_item(g, np.zeros((g.n_samples, g.n_channels), "<i2")) for g in groups]
+    )
+    encoded = _pydicom_element_bytes(ds)
+    pieces, start, position = [], 0, 12  # SQ header: tag, VR, reserved, 4-byte length
+    for group in groups:
+        _, _, item_length = _ITEM.unpack_from(encoded, position)
+        item_end = position + 8 + item_length
+        data_start = item_end - group.n_samples * group.n_channels * 2
+        pieces.append(encoded[start:data_start])
+        start = position = item_end
+    pieces.append(encoded[start:])
+    return tuple(pieces)
+
+
+@lru_cache(maxsize=65536)
+def _annotation_item_bytes(annotation: AnnotationItem) -> bytes:
+    return _pydicom_element_bytes(_annotation_item(annotation))
+
+
+@lru_cache(maxsize=16)
+def _empty_sequence(tag: int) -> bytes:
+    return _LONG_HEADER.pack(tag >> 16, tag & 0xFFFF, b"SQ", 0, 0)
+
+
+def _file_meta_bytes(sop_class_uid: str, sop_instance_uid: str) -> bytes:
+    body = b"".join((
+        _LONG_HEADER.pack(0x0002, 0x0001, b"OB", 0, 2) + b"\0\1",
+        encode_text_element(0x00020002, "UI", sop_class_uid),
+        encode_text_element(0x00020003, "UI", sop_instance_uid),
+        encode_text_element(0x00020010, "UI", ExplicitVRLittleEndian),
+        encode_text_element(0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
+        encode_text_element(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME),
+    ))
+    return _SHORT_HEADER.pack(0x0002, 0x0000, b"UL", 4) + struct.pack("<I", len(body)) + body
+
+
+def encode_plan(plan: ObjectPlan) -> bytes:
+    """The Part 10 file for ``plan``, byte-identical to pydicom's ``save_as``."""
+    elements: list[tuple[int, bytes | list[bytes]]] = []
+    for keyword, value in plan.attributes:
+        tag, vr = _tag_and_vr(keyword)
+        elements.append((tag, encode_text_element(tag, vr, value)))
+    elements.append((ACQUISITION_CONTEXT_TAG, _empty_sequence(ACQUISITION_CONTEXT_TAG)))
+    if plan.annotations:
+        items = [_annotation_item_bytes(a) for a in plan.annotations]
+        elements.append((WAVEFORM_ANNOTATION_TAG,
+                         _sequence_bytes(WAVEFORM_ANNOTATION_TAG, items)))
+    elements.sort(key=lambda pair: pair[0])
+    template = _waveform_template(plan.groups)
+    parts = [PREAMBLE, _file_meta_bytes(plan.sop_class_uid, plan.sop_instance_uid)]
+    parts.extend(encoded for _, encoded in elements)
+    for piece, samples in zip(template, plan.samples, strict=False):
+        parts.append(piece)
+        parts.append(samples.astype("<i2", copy=False).data if samples.flags.c_contiguous
+                     else samples.astype("<i2").tobytes())
+    parts.append(template[-1])
+    return b"".join(parts)
