@@ -108,3 +108,10 @@ def test_signal_file_outside_record_dir(record_copy: Path) -> None:
     hea = record_copy.with_suffix(".hea")
     hea.write_text(hea.read_text().replace("test01_00s.dat", "../etc/passwd", 1))
     assert_refused(record_copy, "not in the record's directory")
+
+
+@pytest.mark.parametrize("shape", [(5000, 12), (4001, 3), (997, 2), (650000, 2), (1, 1)])
+def test_column_sums_match_numpy_mod_16_bits(shape) -> None:
+    samples = np.random.default_rng(1).integers(-32768, 32768, shape).astype("<i2")
+    expected = samples.sum(axis=0, dtype=np.int64) & 0xFFFF
+    assert [s & 0xFFFF for s in reader.column_sums(samples)] == expected.tolist()

@@ -50,11 +50,13 @@ def _tag_and_vr(keyword: str) -> tuple[int, str]:
     return tag, dictionary_VR(tag)
 
 
+@lru_cache(maxsize=4096)
 def encode_text_element(tag: int, vr: str, value: str) -> bytes:
     """Explicit VR Little Endian encoding of a single-valued text element, as pydicom does.
 
     UTF-8 (the object's character set is ISO_IR 192), padded to even length with NUL for UI
-    and a space otherwise.
+    and a space otherwise. Cached: most values (character set, SOP class, empty Type 2
+    attributes, study dates of a busy day) repeat; UIDs simply fall out of the LRU.
     """
     raw = value.encode("utf-8")
     if len(raw) % 2:

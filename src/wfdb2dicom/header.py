@@ -11,10 +11,10 @@ Spec: https://wfdb.io/spec/header-files.html
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 from .errors import RecordError
 
@@ -68,22 +68,26 @@ class Header:
         return dt.datetime.combine(self.base_date, self.base_time)
 
 
-def read_header(hea_path: Path) -> Header:
+def read_header(hea_path: str | os.PathLike[str]) -> Header:
     """Read and parse ``hea_path``; any defect raises :class:`RecordError`."""
+    name = os.path.basename(hea_path)
     try:
-        raw = hea_path.read_bytes()
+        with open(hea_path, "rb") as handle:
+            raw = handle.read()
     except FileNotFoundError:
-        raise RecordError(f"missing header file {hea_path.name}") from None
+        raise RecordError(f"missing header file {name}") from None
+    except IsADirectoryError:
+        raise RecordError(f"header {name} is a directory") from None
     except OSError as exc:
-        raise RecordError(f"cannot read header {hea_path.name}: {exc.strerror}") from None
+        raise RecordError(f"cannot read header {name}: {exc.strerror}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RecordError(
-            f"header {hea_path.name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"header {name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
             f"{exc.start})"
         ) from None
-    return parse_header(text, hea_path.name)
+    return parse_header(text, name)
 
 
 def parse_header(text: str, source: str = "header") -> Header:

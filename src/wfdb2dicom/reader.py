@@ -14,6 +14,7 @@ header checksums unless told not to.
 from __future__ import annotations
 
 import math
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,18 +46,20 @@ def record_base(path: str | Path) -> Path:
 
 def read_record(path: str | Path, *, verify_checksums: bool = True) -> EcgRecord:
     """Read the record at ``path`` (no extension needed); defects raise ``RecordError``."""
-    base = record_base(path)
-    header = read_header(base.with_name(base.name + ".hea"))
+    base = os.fspath(path)
+    if base.endswith((".hea", ".dat")):
+        base = base[:-4]
+    header = read_header(base + ".hea")
     _check_signals(header)
     if _fast_path_applies(header):
         samples = _read_fmt16_single_file(base, header)
         if verify_checksums:
-            _verify_checksums(header, samples.sum(axis=0, dtype=np.int64).tolist())
+            _verify_checksums(header, column_sums(samples))
         groups: tuple[MultiplexGroup, ...] = (
             MultiplexGroup(header.fs, _channels(header.signals), samples),
         )
     else:
-        columns = _read_columns_with_wfdb(base, header)
+        columns = _read_columns_with_wfdb(Path(base), header)
         if verify_checksums:
             _verify_checksums(header, [int(c.sum(dtype=np.int64)) for c in columns])
         groups = _group_by_rate(header, columns)
@@ -98,15 +101,17 @@ def _channels_cached(key: tuple[tuple[str, str, float, int, int, str], ...]) -> 
     return tuple(Channel(*fields) for fields in key)
 
 
-def _read_signal_file(path: Path) -> bytes:
+def _read_signal_file(path: str) -> bytes:
+    name = os.path.basename(path)
     try:
-        return path.read_bytes()
+        with open(path, "rb") as handle:
+            return handle.read()
     except FileNotFoundError:
-        raise RecordError(f"missing signal file {path.name}") from None
+        raise RecordError(f"missing signal file {name}") from None
     except IsADirectoryError:
-        raise RecordError(f"signal file {path.name} is a directory") from None
+        raise RecordError(f"signal file {name} is a directory") from None
     except OSError as exc:
-        raise RecordError(f"cannot read signal file {path.name}: {exc.strerror}") from None
+        raise RecordError(f"cannot read signal file {name}: {exc.strerror}") from None
 
 
 def _size_mismatch(name: str, actual: int, expected: int, what: str) -> RecordError:
@@ -117,9 +122,9 @@ def _size_mismatch(name: str, actual: int, expected: int, what: str) -> RecordEr
     )
 
 
-def _read_fmt16_single_file(base: Path, header: Header) -> np.ndarray:
+def _read_fmt16_single_file(base: str, header: Header) -> np.ndarray:
     spec0 = header.signals[0]
-    data = _read_signal_file(base.with_name(spec0.file_name))
+    data = _read_signal_file(os.path.join(os.path.dirname(base), spec0.file_name))
     n_samples = header.n_samples or 0
     expected = n_samples * header.n_signals * 2
     if len(data) != expected:
@@ -199,6 +204,22 @@ def _group_by_rate(header: Header, columns: list[np.ndarray]) -> tuple[Multiplex
         channels = _channels(tuple(header.signals[i] for i in indices))
         result.append(MultiplexGroup(header.fs * spf, channels, samples))
     return tuple(result)
+
+
+def column_sums(samples: np.ndarray) -> list[int]:
+    """Per-channel sums of an (n_samples, n_channels) array, correct modulo 2**16.
+
+    ``samples.sum(axis=0)`` on a 12-wide int16 array runs at a fraction of memory speed
+    (~5x slower); summing wide rows of k frames at once and folding the k partial sums is
+    exact for what a WFDB checksum needs (the low 16 bits survive int32 wrap-around).
+    """
+    n_samples, n_channels = samples.shape
+    frames = 40
+    while n_samples % frames:
+        frames -= 1
+    wide = samples.reshape(n_samples // frames, frames * n_channels)
+    partial = wide.sum(axis=0, dtype=np.int32).reshape(frames, n_channels)
+    return partial.sum(axis=0, dtype=np.int64).tolist()
 
 
 def _verify_checksums(header: Header, sums: list[int]) -> None:
