@@ -16,6 +16,7 @@ from .errors import ConversionError
 
 COMMAND_MODULES = (
     "wfdb2dicom.commands",
+    "wfdb2dicom.batch.cli",
     "wfdb2dicom.verify",
     "wfdb2dicom.send",
 )

@@ -164,10 +164,10 @@ def run_demo(args: argparse.Namespace) -> int:
         wfdb_dir=corpus.root,
         dcm_dir=root / "dicom",
         metadata=corpus.machine_measurements_csv,
-        workers=args.workers,
+        **({"workers": args.workers} if args.workers else {}),
     )
     summary = run_batch(config)
     expected_failures = len(corpus.broken)
-    print(f"demo: {summary.failed} of {summary.total} rows failed; {expected_failures} records "
-          "were made broken on purpose (see the error log for their one-line reasons)")
+    print(f"demo: {summary.failed} of {summary.rows} rows failed; {expected_failures} records "
+          "were made broken on purpose (their one-line reasons are in the error log)")
     return 0 if summary.failed == expected_failures else 1

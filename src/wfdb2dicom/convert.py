@@ -71,6 +71,16 @@ def encode_dataset(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+"""Mode of written files: what ``open()`` would give under the process umask."""
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that no partial file is ever visible there.
 
@@ -83,6 +93,7 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp_name, FILE_MODE)  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp_name, path)
     except BaseException:
         try:

@@ -1,0 +1,179 @@
+"""The seed's ``run_convert.py`` command line, as ``run_convert.py`` and ``wfdb2dicom batch``.
+
+Flags, defaults and meanings are the seed's (``run_convert.md``); the options of the core
+conversion and ``--verify-existing`` are added. ``register`` plugs the subcommand into
+``wfdb2dicom.cli``; ``main`` is what ``run_convert.py`` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+from ..errors import ConversionError
+
+DESCRIPTION = (
+    "Convert every WFDB record listed in a CSV (MIMIC-IV-ECG's record_list.csv works as is) "
+    "to a DICOM ECG file, in parallel, with a hard timeout per study. Safe to kill at any "
+    "moment: run the same command again and it resumes where it stopped."
+)
+
+EPILOG = """\
+outputs:
+  DCM_DIR/<path>.dcm        one DICOM file per converted record (<path> without .hea/.dat)
+  OUTPUT_CSV                every input column, in order, plus dcm_path and dcm_error: one
+                            row per input row, in input order (written once, at the end)
+  ERROR_LOG                 default OUTPUT_CSV.errors.log: a "=== RUN <time> | todo=N ==="
+                            line per run, then study_id<TAB>path<TAB>error per failed row
+  OUTPUT_CSV.ledger.sqlite  progress, committed every --checkpoint rows; resume reads it
+
+errors (dcm_error): Timeout>{N}s, Missing df_info row for study_id, ValidationFailed: ...,
+  WorkerCrash: ..., UnsafePath: ..., DuplicateOutput: ..., {ExceptionType}: {message}
+
+resume: rows converted by an earlier run whose file exists are skipped; failed and unfinished
+  rows are done again. --overwrite redoes everything; --verify-existing re-checks the files.
+
+exit status:
+  0  every row converted, or was already converted by an earlier run
+  1  the run finished but some rows failed (see dcm_error in OUTPUT_CSV and ERROR_LOG)
+  2  bad arguments or unusable inputs (nothing converted)
+  130  interrupted (Ctrl-C): run the same command again to resume
+"""
+
+
+def _iso_datetime(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date-time: {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The seed's flags (underscored, as it spells them) plus ours."""
+    seed = parser.add_argument_group("the seed's arguments")
+    seed.add_argument("--input_csv", required=True, type=Path,
+                      help="CSV listing the records: study_id and path columns (path relative "
+                      "to --wfdb_dir, with or without .hea/.dat)")
+    seed.add_argument("--output_csv", required=True, type=Path,
+                      help="the input's rows with dcm_path and dcm_error added")
+    seed.add_argument("--wfdb_dir", required=True, type=Path,
+                      help="root the paths are relative to (for MIMIC-IV-ECG, the directory "
+                      "holding record_list.csv and files/)")
+    seed.add_argument("--dcm_dir", required=True, type=Path,
+                      help="output root: DCM_DIR/<path>.dcm")
+    seed.add_argument("--df_info_pkl", "--metadata", dest="df_info_pkl", type=Path,
+                      metavar="TABLE",
+                      help="study metadata: MIMIC's machine_measurements.csv as published, "
+                      "the same as Parquet, or the seed's pickle (warned: loading a pickle "
+                      "runs code). Optional: without it objects carry only what the WFDB "
+                      "header says")
+    seed.add_argument("--study_id_col", default="study_id",
+                      help="study_id column of the input (default %(default)s)")
+    seed.add_argument("--path_col", default="path",
+                      help="record path column of the input (default %(default)s)")
+    seed.add_argument("--dcm_path_col", default="dcm_path",
+                      help="output column for the DICOM path (default %(default)s)")
+    seed.add_argument("--error_col", default="dcm_error",
+                      help="output column for the error (default %(default)s)")
+    seed.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                      help="worker processes (default: CPU count, %(default)s here)")
+    seed.add_argument("--timeout", type=float, default=60,
+                      help="hard timeout per study in seconds (default %(default)g)")
+    seed.add_argument("--checkpoint", type=int, default=2000,
+                      help="commit progress every N completed rows, 0 = only at the end "
+                      "(default %(default)s)")
+    seed.add_argument("--overwrite", action="store_true",
+                      help="convert every row again, even those already done")
+    seed.add_argument("--error_log", type=Path,
+                      help="error log (default OUTPUT_CSV.errors.log)")
+    conv = parser.add_argument_group("conversion")
+    conv.add_argument("--uid-root",
+                      help="derive UIDs by hashing under this root (default: 2.25.<UUID>)")
+    conv.add_argument("--no-annotations", action="store_true",
+                      help="leave out the machine statements and measurements")
+    conv.add_argument("--acquisition-datetime", type=_iso_datetime, metavar="ISO",
+                      help="acquisition time for records that have none in the header or "
+                      "metadata")
+    conv.add_argument("--no-checksum", action="store_true",
+                      help="convert records whose WFDB checksums do not match")
+    conv.add_argument("--verify-existing", action="store_true",
+                      help="on resume, re-read each done file and redo those failing the "
+                      "quick check (slower: every file is read)")
+    conv.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--start-method", choices=("fork", "spawn", "forkserver"),
+                        help=argparse.SUPPRESS)  # tests; also $WFDB2DICOM_START_METHOD
+
+
+def config_from_args(args: argparse.Namespace):
+    from .engine import BatchConfig
+    from .work import OptionValues
+
+    return BatchConfig(
+        input_csv=args.input_csv,
+        output_csv=args.output_csv,
+        wfdb_dir=args.wfdb_dir,
+        dcm_dir=args.dcm_dir,
+        metadata=args.df_info_pkl,
+        study_id_col=args.study_id_col,
+        path_col=args.path_col,
+        dcm_path_col=args.dcm_path_col,
+        error_col=args.error_col,
+        workers=args.workers,
+        timeout=args.timeout,
+        checkpoint=args.checkpoint,
+        overwrite=args.overwrite,
+        verify_existing=args.verify_existing,
+        error_log=args.error_log,
+        options=OptionValues(
+            uid_root=args.uid_root,
+            annotations=not args.no_annotations,
+            acquisition_datetime=args.acquisition_datetime,
+            verify_checksums=not args.no_checksum,
+        ),
+        start_method=args.start_method,
+        progress=False if args.no_progress else None,
+    )
+
+
+def run_from_args(args: argparse.Namespace, *, prog: str = "wfdb2dicom batch") -> int:
+    """The subcommand's handler: run, and map outcomes to the documented exit status."""
+    from .engine import run_batch
+
+    try:
+        return run_batch(config_from_args(args)).exit_status
+    except (ConversionError, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    return parser
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``wfdb2dicom batch``."""
+    parser = subparsers.add_parser(
+        "batch", help="convert every record listed in a CSV (the seed's run_convert.py)",
+        description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run_from_args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python run_convert.py ...``: the seed's entry point."""
+    prog = "run_convert.py"
+    args = build_parser(prog).parse_args(argv)
+    return run_from_args(args, prog=prog)

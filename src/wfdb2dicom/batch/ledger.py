@@ -1,0 +1,181 @@
+"""The durable record of what a run has done: SQLite (standard library), one file per output.
+
+Why a ledger and not the output CSV: rewriting a CSV at every checkpoint costs the whole run
+each time (quadratic), and a kill mid-write loses it. The ledger is written with one
+``executemany`` and one commit per checkpoint, so a checkpoint costs what it saves; SQLite's
+commit is atomic, so a kill at any moment leaves the last checkpoint intact.
+
+What it holds:
+
+* ``results``: one row per output file (the normalised record path), with the study_id that
+  owns it, whether it converted, and the error. Resume trusts ``ok`` rows whose file exists.
+* ``log``: the text of every chunk appended to the error log, and in ``meta`` the log's size
+  at the last commit, so the error log can be brought back to exactly what was committed
+  (see :meth:`wfdb2dicom.batch.report.ErrorLog.reconcile`).
+* ``meta``: also the run ``state`` (``running`` until a run ends normally), which tells the
+  next run whether a kill may have left temporary files behind.
+
+The connection takes SQLite's exclusive lock for the whole run, so two runs writing the same
+output refuse to overlap instead of corrupting each other's results.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from . import BatchError
+
+SCHEMA_VERSION = "1"
+LEDGER_SUFFIX = ".ledger.sqlite"
+
+Entry = tuple[str, str, int, "str | None"]
+"""``(record_path, study_id, ok, error)``: one ``results`` row."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    path TEXT PRIMARY KEY,
+    study_id TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    error TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY,
+    log_path TEXT NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def ledger_path(output_csv: str | os.PathLike[str]) -> Path:
+    """``{output_csv}.ledger.sqlite``: next to the output, found again by the same command."""
+    return Path(f"{os.fspath(output_csv)}{LEDGER_SUFFIX}")
+
+
+class Ledger:
+    """An open ledger, locked for this run. Use :meth:`open` as a context manager."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, existed: bool) -> None:
+        self.path = path
+        self.existed = existed
+        """False when this run created the ledger (a first run, or a seed output to adopt)."""
+        self._db = db
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Ledger:
+        path = Path(path)
+        existed = path.exists()
+        try:
+            db = sqlite3.connect(path, timeout=0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise BatchError(f"cannot open ledger {path}: {exc}") from None
+        try:
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("BEGIN IMMEDIATE")  # takes the lock now, and keeps it until close
+            db.executescript(_SCHEMA)  # executescript commits first; the lock stays (EXCLUSIVE)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise BatchError(
+                    f"another run is using {path} (same --output_csv); let it finish or stop it"
+                ) from None
+            raise BatchError(f"cannot use ledger {path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise BatchError(
+                f"ledger {path} is damaged ({exc}); delete it to start the run over"
+            ) from None
+        if version != SCHEMA_VERSION:
+            db.close()
+            raise BatchError(f"ledger {path} has schema {version}, this version writes "
+                             f"{SCHEMA_VERSION}; delete it to start the run over")
+        return cls(path, db, existed)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    @property
+    def state(self) -> str | None:
+        """``running`` if the last run did not end normally (killed, crashed, interrupted)."""
+        return self._meta("state")
+
+    def iter_done(self, batch: int = 65536) -> Iterator[list[tuple[str, str]]]:
+        """``(record_path, study_id)`` of every converted file, in batches (bounded memory)."""
+        cursor = self._db.execute("SELECT path, study_id FROM results WHERE ok=1")
+        while rows := cursor.fetchmany(batch):
+            yield rows
+
+    def errors_of(self, paths: list[str]) -> dict[str, str]:
+        """The recorded error of each of ``paths`` that failed (the output CSV's source:
+        errors are not kept in memory, a run with 800,000 failures would hold them all)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(paths), 500):  # under SQLite's limit on parameters
+            part = paths[start:start + 500]
+            query = ("SELECT path, error FROM results WHERE ok=0 AND path IN "
+                     f"({','.join('?' * len(part))})")
+            found.update(self._db.execute(query, part).fetchall())
+        return found
+
+    def log_state(self, log_path: str) -> tuple[int | None, str]:
+        """The error log's committed size (None if never written) and the text committed."""
+        size = self._meta(f"log_size:{log_path}")
+        rows = self._db.execute("SELECT text FROM log WHERE log_path=? ORDER BY seq", (log_path,))
+        return (int(size) if size is not None else None), "".join(r[0] for r in rows)
+
+    # -- writes (each is one transaction) ------------------------------------------------
+
+    def commit(
+        self,
+        entries: Iterable[Entry],
+        *,
+        log_path: str | None = None,
+        log_text: str = "",
+        log_size: int | None = None,
+        state: str | None = None,
+    ) -> None:
+        """One checkpoint: results, the log text appended since the last one, its new size."""
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT OR REPLACE INTO results (path, study_id, ok, error) VALUES (?, ?, ?, ?)",
+                entries,
+            )
+            if log_path is not None:
+                if log_text:
+                    db.execute("INSERT INTO log (log_path, text) VALUES (?, ?)",
+                               (log_path, log_text))
+                if log_size is not None:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                               (f"log_size:{log_path}", str(log_size)))
+            if state is not None:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (state,))
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):  # disk full, I/O error: say so on one line
+                raise BatchError(f"cannot write ledger {self.path}: {exc}") from None
+            raise
+
+    def set_log_size(self, log_path: str, size: int) -> None:
+        self.commit((), log_path=log_path, log_size=size)

@@ -1,0 +1,194 @@
+"""Where a row's files live, and the rules that keep a batch inside its two directories.
+
+The input CSV is data, not code we wrote: its ``path`` column may hold ``../x``, an absolute
+path, or lead through a symlink that points elsewhere. Two checks keep a run inside
+``--wfdb_dir`` (what it reads) and ``--dcm_dir`` (what it writes):
+
+* :func:`normalise_record_path`, lexical and cheap, in the parent for every row;
+* :meth:`Layout.record_base` / :meth:`Layout.output`, which resolve symlinks, in the worker
+  just before it touches the files (so the parent never stats 800,000 paths).
+
+This module is imported by worker processes: keep it free of heavy imports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+
+from ..errors import ConversionError
+
+RECORD_SUFFIXES = (".hea", ".dat")
+"""The seed accepts a ``path`` with or without one of these."""
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class UnsafePath(ConversionError):
+    """A row's path would read outside ``--wfdb_dir`` or write outside ``--dcm_dir``."""
+
+
+def normalise_record_path(raw: str) -> str:
+    """``' files/p1000//./x.hea '`` -> ``'files/p1000/x'``; escapes raise :class:`UnsafePath`.
+
+    The result is relative, ``/``-separated, without ``.``/empty components or a record
+    suffix: the row's identity for duplicate detection, the ledger, and the output layout.
+    Backslashes count as separators, so Windows-made lists work everywhere.
+    """
+    if _is_clean(raw):
+        return raw
+    text = raw.strip()
+    if not text:
+        raise UnsafePath("empty path")
+    if "\x00" in text:
+        raise UnsafePath("path contains a NUL character")
+    text = text.replace("\\", "/")
+    if text.startswith("/") or _DRIVE.match(text):
+        raise UnsafePath(f"absolute path {text} (paths are relative to --wfdb_dir)")
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise UnsafePath(f"path {text} climbs out of --wfdb_dir ('..')")
+    if parts and parts[-1].lower().endswith(RECORD_SUFFIXES):
+        parts[-1] = parts[-1][:-4]
+    if not parts or not parts[-1]:
+        raise UnsafePath(f"path {text} names no record")
+    return "/".join(parts)
+
+
+def _is_clean(raw: str) -> bool:
+    """Already normal (all of MIMIC's are): nothing below would refuse or change it."""
+    return bool(raw) and not (
+        raw[0] in "./" or raw[0].isspace() or raw[-1].isspace() or raw[-1] == "/"
+        or "/." in raw or "//" in raw or "\\" in raw or ":" in raw or "\x00" in raw
+        or raw[-4:].lower() in RECORD_SUFFIXES
+    )
+
+
+def _inside(path: str, root: str) -> bool:
+    path, root = os.path.normcase(path), os.path.normcase(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class Layout:
+    """The run's two roots, resolved once; picklable, so workers get a copy.
+
+    ``wfdb_root``/``dcm_root`` are real paths (symlinks resolved) for the containment checks;
+    ``dcm_shown`` is ``--dcm_dir`` made absolute but otherwise as the user gave it, for the
+    ``dcm_path`` column.
+
+    The checks walk the path with ``lstat`` and call ``realpath`` only where a symlink is
+    found, remembering directories already found safe (MIMIC-IV-ECG shares a subject's
+    directory among its studies): a few microseconds a record instead of ~150 with
+    ``realpath`` alone. As any check-then-use, it does not guard against a tree that changes
+    while the run reads it.
+    """
+
+    CACHE_LIMIT = 100_000
+    """Safe directories remembered per root before the memory is cleared."""
+
+    def __init__(self, wfdb_dir: str | os.PathLike[str], dcm_dir: str | os.PathLike[str]) -> None:
+        self.wfdb_root = os.path.realpath(wfdb_dir)
+        self.dcm_root = os.path.realpath(dcm_dir)
+        self.dcm_shown = os.path.abspath(dcm_dir)
+        self._safe: dict[str, set[str]] = {self.wfdb_root: set(), self.dcm_root: set()}
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_safe"] = {root: set() for root in self._safe}
+        return state
+
+    @staticmethod
+    def _native(rel: str) -> str:
+        return rel if os.sep == "/" else rel.replace("/", os.sep)
+
+    def output_path(self, rel: str) -> str:
+        """Where the DICOM file of record ``rel`` goes (no checks: for stats and sweeps)."""
+        return os.path.join(self.dcm_root, self._native(rel)) + ".dcm"
+
+    def shown_output_path(self, rel: str) -> str:
+        """The ``dcm_path`` value reported for record ``rel``."""
+        return os.path.join(self.dcm_shown, self._native(rel)) + ".dcm"
+
+    def record_base(self, rel: str) -> str:
+        """The record to read; refuses one whose header or ``.dat`` resolves outside the root."""
+        folder, _, name = rel.rpartition("/")
+        if not self._dir_inside(self.wfdb_root, folder):
+            raise UnsafePath(f"{rel} is in a directory that resolves outside --wfdb_dir")
+        base = os.path.join(self.wfdb_root, self._native(rel))
+        for suffix in RECORD_SUFFIXES:
+            if not self._entry_inside(self.wfdb_root, base + suffix):
+                raise UnsafePath(f"{rel}{suffix} resolves outside --wfdb_dir (symlink)")
+        return base
+
+    def output(self, rel: str) -> str:
+        """The file to write; refuses one whose directory resolves outside ``--dcm_dir``.
+
+        Checked before the directories are made, so a symlink inside ``--dcm_dir`` cannot
+        make the run create directories elsewhere either. The file itself may be a symlink:
+        ``os.replace`` replaces the link, never its target.
+        """
+        if not self._dir_inside(self.dcm_root, rel.rpartition("/")[0]):
+            raise UnsafePath(f"output {rel}.dcm would land outside --dcm_dir (symlink)")
+        return self.output_path(rel)
+
+    def _entry_inside(self, root: str, path: str) -> bool:
+        """A path whose directory is known safe: only a symlink there can lead out."""
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:  # missing: reading fails later with the record's own error
+            return True
+        return not stat.S_ISLNK(mode) or _inside(os.path.realpath(path), root)
+
+    def _dir_inside(self, root: str, folder: str) -> bool:
+        """Whether ``root/folder`` (``/``-separated, lexically clean) stays inside ``root``."""
+        if not folder:
+            return True
+        safe = self._safe[root]
+        if folder in safe:
+            return True
+        if not self._dir_inside(root, folder.rpartition("/")[0]):
+            return False
+        full = os.path.join(root, self._native(folder))
+        try:
+            mode = os.lstat(full).st_mode
+        except OSError:  # not there yet (we will create it) or unreadable: decided later
+            return True
+        if stat.S_ISLNK(mode) and not _inside(os.path.realpath(full), root):
+            return False
+        if len(safe) >= self.CACHE_LIMIT:
+            safe.clear()
+        safe.add(folder)
+        return True
+
+
+def temp_prefix(path: str) -> str:
+    """``write_atomic`` names its temporary files ``.{name}.<random>.tmp`` beside ``path``."""
+    return f".{os.path.basename(path)}."
+
+
+def sweep_temps(path: str) -> int:
+    """Delete temporary files a killed worker left while writing ``path``; how many."""
+    prefix = temp_prefix(path)
+    removed = 0
+    try:
+        entries = list(os.scandir(os.path.dirname(path)))
+    except OSError:  # no directory yet: nothing was ever written there
+        return 0
+    for entry in entries:
+        if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def is_nonempty_file(path: str) -> bool:
+    """Resume's test of "done": one stat, no read (an empty file is a lost write)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size > 0

@@ -1,0 +1,212 @@
+"""What the user gets: the output CSV, the error log, and the end-of-run summary.
+
+Formats are the seed's (``run_convert.md``): the output CSV is every input column in order
+plus ``dcm_path`` and ``dcm_error``, one row per input row; the error log gets a
+``=== RUN <timestamp> | todo=N ===`` line per run and ``study_id<TAB>path<TAB>error`` per
+failed row.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from . import BatchError
+from .ledger import Ledger
+from .outcomes import error_kind
+from .paths import Layout, temp_prefix
+from .plan import BLOCK, Plan, iter_rows, open_csv
+
+PENDING, SKIPPED, CONVERTED, FAILED = 0, 1, 2, 3
+"""Where each task stands in this run (``Run.status``)."""
+
+
+def run_header(todo: int, when: dt.datetime | None = None) -> str:
+    when = when or dt.datetime.now()
+    return f"=== RUN {when:%Y-%m-%d %H:%M:%S} | todo={todo} ===\n"
+
+
+def log_entry(study_id: str, path: str, error: str) -> str:
+    """``study_id<TAB>path<TAB>error``; tabs and newlines inside a field become spaces."""
+    return "\t".join(" ".join(f.split()) for f in (study_id, path, error)) + "\n"
+
+
+class ErrorLog:
+    """The error log file, kept in step with the ledger.
+
+    Text is appended at each checkpoint *before* the ledger commits the log's new size; a run
+    killed in between leaves text the ledger does not know, for rows the next run redoes.
+    :meth:`reconcile` cuts that text off (and restores committed text if the file lost it),
+    so after any number of kills the log holds each failure as an uninterrupted run would.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.key = os.path.abspath(self.path)
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def reconcile(self, ledger: Ledger) -> None:
+        committed, text = ledger.log_state(self.key)
+        size = self.size()
+        if committed is None:  # a log this ledger never wrote: adopt it as it is
+            ledger.set_log_size(self.key, size)
+        elif size > committed:
+            with open(self.path, "r+b") as handle:
+                handle.truncate(committed)
+        elif size < committed:  # lost committed text (deleted, or a crash before write-back)
+            data = text.encode("utf-8")
+            with atomic_file(self.path, binary=True) as handle:
+                handle.write(data)
+            ledger.set_log_size(self.key, len(data))
+
+    def append(self, text: str) -> int:
+        """Append ``text``; the file's new size, for the ledger."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as handle:
+            handle.write(text.encode("utf-8"))
+            return handle.tell()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_file(path: Path, *, binary: bool = False) -> Iterator[IO]:
+    """A new file at ``path``, visible only once complete (temporary file + ``os.replace``).
+
+    The replace happens after the ``with`` block, so a caller may still be reading the old
+    file inside it (Windows refuses to replace a file that is open).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(str(path)), suffix=".tmp", dir=path.parent)
+    try:
+        if binary:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle
+        else:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+                yield handle
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open would not
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_output_csv(
+    plan: Plan,
+    status: np.ndarray,
+    ledger: Ledger,
+    layout: Layout,
+    *,
+    input_csv: str | os.PathLike[str],
+    output_csv: str | os.PathLike[str],
+    dcm_path_col: str,
+    error_col: str,
+) -> None:
+    """Render the output CSV from the input and the results in one linear pass, atomically.
+
+    The input is read again (the run keeps only two of its columns in memory), errors come
+    from the ledger (committed before this is called); if the input already has the two
+    result columns (an output fed back as input) they are filled in place.
+    """
+    reader, header, handle = open_csv(input_csv)
+    out_header = list(header)
+    for name in (dcm_path_col, error_col):
+        if name not in out_header:
+            out_header.append(name)
+    width = len(out_header)
+    dcm_at, error_at = out_header.index(dcm_path_col), out_header.index(error_col)
+    shown = layout.shown_output_path
+    padding = [""] * width
+    with atomic_file(Path(output_csv)) as out, handle:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(out_header)
+        rows = iter_rows(reader, input_csv)
+        start = 0
+        while block := list(islice(rows, BLOCK)):
+            end = start + len(block)
+            if end > plan.rows.n_rows:
+                break
+            tasks = plan.row_task[start:end].tolist()
+            rels = plan.rows.paths.slice(start, end - start).to_pylist()
+            errors = ledger.errors_of([
+                rel for rel, task in zip(rels, tasks, strict=True)
+                if task >= 0 and status[task] == FAILED
+            ])
+            for offset, (row, task) in enumerate(zip(block, tasks, strict=True)):
+                row = (row[:len(header)] + padding)[:width]  # ragged rows: as pandas pads
+                if task < 0:
+                    row[dcm_at], row[error_at] = "", plan.row_errors[start + offset]
+                elif status[task] in (SKIPPED, CONVERTED):
+                    row[dcm_at], row[error_at] = shown(rels[offset]), ""
+                else:
+                    row[dcm_at], row[error_at] = "", errors.get(rels[offset], "")
+                writer.writerow(row)
+            start = end
+        if start != plan.rows.n_rows:
+            raise BatchError(
+                f"{input_csv} changed during the run ({start} rows now, {plan.rows.n_rows} "
+                "at the start); run the command again"
+            )
+
+
+@dataclass
+class Summary:
+    """Counts of one run, in rows (duplicate rows count once each)."""
+
+    rows: int = 0
+    converted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def add_failure(self, error: str, n_rows: int = 1) -> None:
+        self.failed += n_rows
+        self.failures[error_kind(error)] += n_rows
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every row converted or was already done, 1 when any row failed."""
+        return 1 if self.failed else 0
+
+    def render(self, *, output_csv: str, error_log: str, dcm_dir: str) -> str:
+        rate = f" ({self.converted / self.seconds:.1f} converted/s)" if self.seconds else ""
+        lines = [
+            f"{self.rows} rows in {self.seconds:.1f} s{rate}",
+            f"  converted:                {self.converted}",
+            f"  skipped (already done):   {self.skipped}",
+            f"  failed:                   {self.failed}",
+        ]
+        width = max((len(kind) for kind in self.failures), default=0)
+        for kind, count in sorted(self.failures.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"    {kind:<{width}}  {count}")
+        lines += [
+            f"  DICOM files:  {dcm_dir}",
+            f"  output CSV:   {output_csv}",
+            f"  error log:    {error_log}",
+        ]
+        return "\n".join(lines)

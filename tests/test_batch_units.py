@@ -1,0 +1,283 @@
+"""Batch engine parts on their own: path rules, planning, ledger, error log, worker pool."""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wfdb2dicom.batch import BatchError
+from wfdb2dicom.batch.ledger import Ledger
+from wfdb2dicom.batch.outcomes import (
+    DONE,
+    FAILED,
+    MISSING_METADATA,
+    describe_exception,
+    error_kind,
+    timeout_error,
+    worker_crash_error,
+)
+from wfdb2dicom.batch.paths import Layout, UnsafePath, normalise_record_path, sweep_temps
+from wfdb2dicom.batch.plan import build_plan, group_by_path, read_input
+from wfdb2dicom.batch.pool import WorkerPool
+from wfdb2dicom.batch.report import ErrorLog
+from wfdb2dicom.convert import MISSING_METADATA as CONVERT_MISSING_METADATA
+from wfdb2dicom.validate import ValidationFailed
+
+# -- the seed's error vocabulary -------------------------------------------------------------
+
+
+def test_error_strings_are_the_seeds() -> None:
+    assert timeout_error(60) == "Timeout>60s"
+    assert timeout_error(2.5) == "Timeout>2.5s"
+    assert MISSING_METADATA == CONVERT_MISSING_METADATA == "Missing df_info row for study_id"
+    assert worker_crash_error(-9) == "WorkerCrash: worker died with exit code -9 (SIGKILL)"
+    assert describe_exception(ValidationFailed("group 1: bad\tthing\n")) == (
+        "ValidationFailed: group 1: bad thing"
+    )
+    assert describe_exception(OSError("disk\nfull")) == "OSError: disk full"
+    assert error_kind("Timeout>5s") == "Timeout"
+    assert error_kind("RecordError: missing signal file 1.dat") == "RecordError"
+
+
+# -- paths -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("files/p1000/p10000032/s40689238/40689238", "files/p1000/p10000032/s40689238/40689238"),
+        ("p1000/x.hea", "p1000/x"),
+        ("p1000/x.DAT", "p1000/x"),
+        (" p1000//./x ", "p1000/x"),
+        ("p1000\\x", "p1000/x"),
+        ("p1000/.hidden/x", "p1000/.hidden/x"),
+        ("p1000/x.v2", "p1000/x.v2"),
+    ],
+)
+def test_normalise_record_path(raw: str, expected: str) -> None:
+    assert normalise_record_path(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw", ["../x", "a/../../x", "a/..", "/etc/passwd", "C:/x", "c:x", "\\\\srv\\share\\x", "",
+            "   ", ".hea", "a\x00b"],
+)
+def test_escaping_paths_are_refused(raw: str) -> None:
+    with pytest.raises(UnsafePath):
+        normalise_record_path(raw)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32", reason="symlinks")
+def test_layout_follows_symlinks_only_inside(tmp_path: Path) -> None:
+    wfdb, dcm, outside = tmp_path / "wfdb", tmp_path / "dcm", tmp_path / "outside"
+    for d in (wfdb / "real", dcm, outside):
+        d.mkdir(parents=True)
+    (wfdb / "inside_link").symlink_to(wfdb / "real")
+    (wfdb / "out_link").symlink_to(outside)
+    (wfdb / "real" / "x.hea").write_text("x 1 500\n")
+    (wfdb / "real" / "y.hea").symlink_to(outside / "y.hea")
+    (dcm / "evil").symlink_to(outside)
+    layout = Layout(wfdb, dcm)
+    assert layout.record_base("inside_link/x").endswith("x")
+    assert layout.record_base("not/there/yet")  # missing: the reader reports it
+    for rel in ("out_link/x", "real/y"):
+        with pytest.raises(UnsafePath, match="outside --wfdb_dir"):
+            layout.record_base(rel)
+    with pytest.raises(UnsafePath, match="outside --dcm_dir"):
+        layout.output("evil/sub/x")
+    assert layout.output("fine/x") == str(dcm.resolve() / "fine" / "x.dcm")
+
+
+def test_sweep_temps_removes_only_this_files_temporaries(tmp_path: Path) -> None:
+    keep = [tmp_path / "a.dcm", tmp_path / ".b.dcm.x1.tmp", tmp_path / ".a.dcmx.tmp"]
+    gone = [tmp_path / ".a.dcm.k2j3.tmp", tmp_path / ".a.dcm.zz.tmp"]
+    for f in keep + gone:
+        f.write_bytes(b"x")
+    assert sweep_temps(str(tmp_path / "a.dcm")) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in keep)
+    assert sweep_temps(str(tmp_path / "nowhere" / "a.dcm")) == 0
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+def _csv(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["study_id", "path", "note"], *rows])
+    return path
+
+
+def test_plan_duplicates_and_refusals(tmp_path: Path) -> None:
+    rows = read_input(_csv(tmp_path / "in.csv", [
+        ["1", "a/1", "first"],
+        ["2", "a/2", ""],
+        ["1.0", "a/1.hea", "same study and file as row 1"],
+        ["3", "a/2", "same output file as row 2, other study"],
+        ["4", "../4", "refused"],
+        ["1", "a/1", "identical to row 1"],
+    ]), "study_id", "path")
+    ledger = Ledger.open(tmp_path / "l.sqlite")
+    plan = build_plan(rows, ledger, Layout(tmp_path, tmp_path / "dcm"))
+    assert plan.n_tasks == 2
+    assert plan.row_task.tolist() == [0, 1, 0, -1, -1, 0]
+    assert plan.rows_of(0) == [0, 2, 5]
+    assert plan.row_errors[3].startswith("DuplicateOutput: a/2.dcm already belongs to study_id 2")
+    assert plan.row_errors[4].startswith("UnsafePath: path ../4 climbs out")
+    assert plan.raw_values(2) == ("1.0", "a/1.hea")
+    assert plan.todo_rows() == 6
+    ledger.close()
+
+
+def test_hash_collisions_never_merge_different_paths(tmp_path: Path) -> None:
+    rows = read_input(_csv(tmp_path / "in.csv", [
+        ["1", "a/1", ""], ["2", "a/2", ""], ["1", "a/1", ""], ["3", "a/3", ""],
+    ]), "study_id", "path")
+    rows.path_hashes = np.full(rows.n_rows, 42, dtype=np.int64)  # every path "collides"
+    task = group_by_path(rows)
+    assert task[0] == task[2]
+    assert len({task[0], task[1], task[3]}) == 3
+
+
+def test_plan_skips_only_done_rows_with_files(tmp_path: Path) -> None:
+    rows = read_input(_csv(tmp_path / "in.csv", [["1", "a/1", ""], ["2", "a/2", ""],
+                                                 ["3", "a/3", ""]]), "study_id", "path")
+    layout = Layout(tmp_path, tmp_path / "dcm")
+    for rel in ("a/1", "a/3"):
+        Path(layout.output_path(rel)).parent.mkdir(parents=True, exist_ok=True)
+        Path(layout.output_path(rel)).write_bytes(b"DICM")
+    with Ledger.open(tmp_path / "l.sqlite") as ledger:
+        ledger.commit([("a/1", "1", 1, None), ("a/2", "2", 1, None),  # a/2: file missing
+                       ("a/3", "9", 1, None)])  # a/3: converted for another study_id
+        plan = build_plan(rows, ledger, layout)
+        assert plan.done.tolist() == [True, False, False]
+        assert build_plan(rows, ledger, layout, overwrite=True).done.tolist() == [False] * 3
+        verify = build_plan(rows, ledger, layout, verify_existing=True)
+        assert verify.done.tolist() == [False] * 3 and verify.verify.tolist() == [
+            True, False, False]
+
+
+# -- ledger and error log ----------------------------------------------------------------------
+
+
+def test_ledger_refuses_a_second_run_on_the_same_output(tmp_path: Path) -> None:
+    path = tmp_path / "out.csv.ledger.sqlite"
+    with Ledger.open(path):
+        probe = subprocess.run(
+            [sys.executable, "-c",
+             "import sys; from wfdb2dicom.batch.ledger import Ledger\n"
+             f"try:\n Ledger.open({str(path)!r})\nexcept Exception as e:\n print(e)"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert "another run is using" in probe.stdout
+    with Ledger.open(path) as ledger:  # released with the first connection
+        assert ledger.existed
+
+
+def test_error_log_reconciles_with_the_ledger(tmp_path: Path) -> None:
+    log = ErrorLog(tmp_path / "out.csv.errors.log")
+    log.path.write_text("seed line\n")
+    with Ledger.open(tmp_path / "l.sqlite") as ledger:
+        log.reconcile(ledger)  # adopts what is there
+        committed = "=== RUN x | todo=2 ===\n1\ta/1\tRecordError: x\n"
+        ledger.commit([], log_path=log.key, log_text=committed, log_size=log.append(committed))
+        log.append("2\ta/2\tRecordError: half a li")  # a kill before the commit
+        log.reconcile(ledger)
+        assert log.path.read_text() == "seed line\n" + committed
+        log.path.unlink()  # lost: restored from the ledger (the seed's line is gone for good)
+        log.reconcile(ledger)
+        assert log.path.read_text() == committed
+        log.reconcile(ledger)
+        assert log.path.read_text() == committed
+
+
+# -- worker pool -------------------------------------------------------------------------------
+
+
+class ToyRunner:
+    """Module-level, so spawned workers can import it."""
+
+    def __call__(self, task: tuple) -> tuple[int, str | None]:
+        kind = task[1]
+        if kind == "hang":
+            time.sleep(600)
+        if kind == "die":
+            os._exit(7)
+        if kind == "fail":
+            return FAILED, "ValueError: no"
+        return DONE, None
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs fork")
+def test_pool_returns_every_task_once_despite_hangs_and_deaths() -> None:
+    kinds = ["ok"] * 40
+    kinds[3], kinds[17], kinds[30] = "hang", "die", "fail"
+    tasks = list(enumerate(kinds))
+    results: dict[int, tuple[int, str | None]] = {}
+    started = time.monotonic()
+    with WorkerPool(ToyRunner(), 2, timeout=1.0, method="fork") as pool:
+        for i in range(0, len(tasks), 8):
+            pool.submit(tasks[i:i + 8])
+        while not pool.idle:
+            for task, status, error in pool.poll(0.1):
+                assert task not in results
+                results[task] = (status, error)
+    assert sorted(results) == list(range(40))
+    assert results[3] == (FAILED, "Timeout>1s")
+    assert results[17] == (FAILED, "WorkerCrash: worker died with exit code 7")
+    assert results[30] == (FAILED, "ValueError: no")
+    assert all(results[i] == (DONE, None) for i in range(40) if i not in (3, 17, 30))
+    assert time.monotonic() - started < 30
+
+
+def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, capsys) -> None:
+    from wfdb2dicom.batch.cli import main
+
+    good = _csv(tmp_path / "in.csv", [["1", "a/1", ""]])
+    base = ["--output_csv", str(tmp_path / "o.csv"), "--wfdb_dir", str(tmp_path),
+            "--dcm_dir", str(tmp_path / "dcm")]
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    cases = [
+        (["--input_csv", str(tmp_path / "missing.csv")], "input CSV not found"),
+        (["--input_csv", str(good), "--study_id_col", "sid"], "no column 'sid'"),
+        (["--input_csv", str(good), "--metadata", str(tmp_path / "bad.parquet")],
+         "cannot read metadata"),
+        (["--input_csv", str(good), "--workers", "0"], "--workers must be at least 1"),
+        (["--input_csv", str(good), "--metadata", str(tmp_path / "none.csv")],
+         "metadata file not found"),
+        (["--input_csv", str(good), "--uid-root", "1.2.x"], "is not a UID root"),
+        (["--input_csv", str(good), "--timeout", "0"], "--timeout must be positive"),
+    ]
+    for extra, message in cases:
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_register_adds_the_batch_subcommand(tmp_path: Path) -> None:
+    import argparse
+
+    from wfdb2dicom.batch.cli import register
+
+    parser = argparse.ArgumentParser(prog="wfdb2dicom")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["batch", "--input_csv", str(tmp_path / "none.csv"),
+                              "--output_csv", "o", "--wfdb_dir", ".", "--dcm_dir", "d",
+                              "--metadata", "m.csv"])
+    assert args.df_info_pkl == Path("m.csv") and args.workers == (os.cpu_count() or 1)
+    assert args.timeout == 60 and args.checkpoint == 2000
+    assert args.handler(args) == 2  # the input CSV does not exist
+
+
+def test_batch_error_is_a_conversion_error() -> None:
+    from wfdb2dicom.errors import ConversionError
+
+    assert issubclass(BatchError, ConversionError)  # wfdb2dicom.cli maps it to exit 2
