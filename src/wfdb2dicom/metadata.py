@@ -15,6 +15,7 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,12 @@ _BANDWIDTH_RE = re.compile(
 )
 
 
+_USED_COLUMNS = frozenset((
+    "study_id", "subject_id", "cart_id", "ecg_time", "bandwidth", "filtering",
+    "lowpassfilter", "highpassfilter", *REPORT_COLUMNS, *MEASUREMENT_COLUMNS,
+))
+
+
 class PickleWarning(UserWarning):
     """Loading a pickle runs code from the file."""
 
@@ -51,19 +58,6 @@ def normalise_study_id(value: object) -> str:
     if text.endswith(".0") and text[:-2].isdigit():
         text = text[:-2]
     return text
-
-
-def _number(text: str | None) -> float | None:
-    if text is None:
-        return None
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -86,51 +80,70 @@ class StudyMetadata:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StudyMetadata:
         """Build from one table row (column -> text or None); bad values raise MetadataError."""
+        return cls.from_values({name: _clean(value) for name, value in row.items()})
 
-        def text(name: str) -> str | None:
-            value = row.get(name)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                return None
-            value = str(value).strip()
-            return value or None
-
-        study_id = normalise_study_id(text("study_id") or "")
-        subject = text("subject_id")
-        cart = text("cart_id")
+    @classmethod
+    def from_values(cls, row: Mapping[str, str | None]) -> StudyMetadata:
+        """Build from cleaned texts (stripped, None when empty)."""
+        get = row.get
         ecg_time = None
-        if raw_time := text("ecg_time"):
+        if raw_time := get("ecg_time"):
             try:
                 ecg_time = dt.datetime.fromisoformat(raw_time)
             except ValueError:
                 raise MetadataError(f"ecg_time {raw_time!r} is not a date and time") from None
-        low = high = None
-        if bandwidth := text("bandwidth"):
-            match = _BANDWIDTH_RE.match(bandwidth)
-            if match:
-                low, high = float(match.group(1)), float(match.group(2))
+        if bandwidth := get("bandwidth"):
+            low, high = _parse_bandwidth(bandwidth)
         else:  # the seed's pickle: names swapped, values right (see GUIDE)
-            low, high = _number(text("lowpassfilter")), _number(text("highpassfilter"))
-        notch = None
-        if filtering := text("filtering"):
-            if match := _NOTCH_RE.search(filtering):
-                notch = float(match.group(1))
-        reports = tuple(r for name in REPORT_COLUMNS if (r := text(name)))
+            low, high = _number(get("lowpassfilter")), _number(get("highpassfilter"))
         measurements = {}
         for name in MEASUREMENT_COLUMNS:
-            value = _number(text(name))
+            value = _number(get(name))
             if value is not None and value != MISSING_MEASUREMENT:
                 measurements[name] = value
+        subject, cart = get("subject_id"), get("cart_id")
         return cls(
-            study_id=study_id,
+            study_id=normalise_study_id(get("study_id") or ""),
             subject_id=normalise_study_id(subject) if subject else None,
             cart_id=normalise_study_id(cart) if cart else None,
             ecg_time=ecg_time,
-            reports=reports,
+            reports=tuple(r for name in REPORT_COLUMNS if (r := get(name))),
             filter_low_hz=low,
             filter_high_hz=high,
-            notch_hz=notch,
+            notch_hz=_parse_notch(get("filtering")),
             measurements=measurements,
         )
+
+
+def _clean(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(value).strip() or None
+
+
+@lru_cache(maxsize=1024)
+def _parse_bandwidth(text: str) -> tuple[float | None, float | None]:
+    """``0.005-150 Hz`` -> (0.005, 150.0); a handful of distinct values in MIMIC."""
+    match = _BANDWIDTH_RE.match(text)
+    return (float(match.group(1)), float(match.group(2))) if match else (None, None)
+
+
+@lru_cache(maxsize=1024)
+def _parse_notch(text: str | None) -> float | None:
+    """``60 Hz notch Baseline filter`` -> 60.0."""
+    match = _NOTCH_RE.search(text) if text else None
+    return float(match.group(1)) if match else None
+
+
+@lru_cache(maxsize=8192)
+def _number(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 class MetadataTable:
@@ -214,11 +227,21 @@ class MetadataTable:
         return self.get_many([study_id])[0]
 
     def get_many(self, study_ids: Sequence[str]) -> list[StudyMetadata | None]:
-        """Bulk lookup (one pyarrow take for the lot): the batch planner's path."""
+        """Bulk lookup, column by column: the batch engine's path (one call per chunk)."""
+        import pyarrow as pa
+
         indices = [self._row_index(s) for s in study_ids]
         found = [i for i in indices if i is not None]
-        rows = iter(self._table.take(found).to_pylist()) if found else iter(())
-        return [None if i is None else StudyMetadata.from_row(next(rows)) for i in indices]
+        if not found:
+            return [None] * len(indices)
+        taken = self._table.take(pa.array(found, type=pa.int64()))
+        names = [n for n in taken.column_names if n in _USED_COLUMNS]
+        columns = [[v.strip() or None if v else None for v in taken.column(n).to_pylist()]
+                   for n in names]
+        rows = iter(zip(*columns, strict=True))
+        return [None if i is None else StudyMetadata.from_values(dict(zip(names, next(rows),
+                                                                          strict=True)))
+                for i in indices]
 
 
 def _is_missing(value: object) -> bool:
