@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wfdb2dicom.atomic import sweep_temps
 from wfdb2dicom.batch import BatchError
 from wfdb2dicom.batch.ledger import Ledger
 from wfdb2dicom.batch.outcomes import (
@@ -24,7 +25,7 @@ from wfdb2dicom.batch.outcomes import (
     timeout_error,
     worker_crash_error,
 )
-from wfdb2dicom.batch.paths import Layout, UnsafePath, normalise_record_path, sweep_temps
+from wfdb2dicom.batch.paths import Layout, UnsafePath, normalise_record_path
 from wfdb2dicom.batch.plan import build_plan, group_by_path, read_input
 from wfdb2dicom.batch.pool import WorkerPool
 from wfdb2dicom.batch.report import ErrorLog
@@ -281,3 +282,22 @@ def test_batch_error_is_a_conversion_error() -> None:
     from wfdb2dicom.errors import ConversionError
 
     assert issubclass(BatchError, ConversionError)  # wfdb2dicom.cli maps it to exit 2
+
+
+def test_write_atomic_mode_and_stale_temp(tmp_path: Path) -> None:
+    """Outputs get ordinary modes (umask), and a stale temp of a dead same-pid writer is
+    replaced, not an error."""
+    import os
+
+    from wfdb2dicom.atomic import write_atomic
+
+    target = tmp_path / "sub" / "x.dcm"
+    target.parent.mkdir()
+    stale = target.parent / f".x.dcm.{os.getpid()}.tmp"
+    stale.write_bytes(b"partial")
+    write_atomic(target, b"complete")
+    assert target.read_bytes() == b"complete"
+    assert not stale.exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

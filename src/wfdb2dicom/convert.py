@@ -7,13 +7,12 @@ changing a line.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
+from .atomic import write_atomic
 from .builder import ConversionOptions, build_dataset, plan_object
 from .errors import MetadataError
 from .metadata import MetadataTable, StudyMetadata, normalise_study_id
@@ -69,38 +68,6 @@ def encode_dataset(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
-
-
-def _file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()
-"""Mode of written files: what ``open()`` would give under the process umask."""
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that no partial file is ever visible there.
-
-    A temporary file in the same directory, flushed, then ``os.replace`` (atomic on POSIX and
-    Windows). A crash leaves at most a ``.tmp`` file that the batch engine sweeps up.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp_name, FILE_MODE)  # mkstemp makes 0600; outputs are ordinary files
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def convert_to_bytes(

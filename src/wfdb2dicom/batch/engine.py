@@ -27,10 +27,11 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ..atomic import sweep_temps
 from . import BatchError, outcomes
 from .ledger import Entry, Ledger, ledger_path
 from .outcomes import MISSING_METADATA, Result
-from .paths import Layout, sweep_temps
+from .paths import Layout
 from .plan import Plan, adopt_seed_output, build_plan, read_input
 from .report import (
     CONVERTED,

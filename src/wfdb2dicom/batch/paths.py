@@ -162,29 +162,6 @@ class Layout:
         return True
 
 
-def temp_prefix(path: str) -> str:
-    """``write_atomic`` names its temporary files ``.{name}.<random>.tmp`` beside ``path``."""
-    return f".{os.path.basename(path)}."
-
-
-def sweep_temps(path: str) -> int:
-    """Delete temporary files a killed worker left while writing ``path``; how many."""
-    prefix = temp_prefix(path)
-    removed = 0
-    try:
-        entries = list(os.scandir(os.path.dirname(path)))
-    except OSError:  # no directory yet: nothing was ever written there
-        return 0
-    for entry in entries:
-        if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
-            try:
-                os.unlink(entry.path)
-                removed += 1
-            except FileNotFoundError:
-                pass
-    return removed
-
-
 def is_nonempty_file(path: str) -> bool:
     """Resume's test of "done": one stat, no read (an empty file is a lost write)."""
     try:

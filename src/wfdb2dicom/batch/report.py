@@ -11,21 +11,18 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
+from ..atomic import atomic_file
 from . import BatchError
 from .ledger import Ledger
 from .outcomes import error_kind
-from .paths import Layout, temp_prefix
+from .paths import Layout
 from .plan import BLOCK, Plan, iter_rows, open_csv
 
 PENDING, SKIPPED, CONVERTED, FAILED = 0, 1, 2, 3
@@ -81,38 +78,6 @@ class ErrorLog:
         with open(self.path, "ab") as handle:
             handle.write(text.encode("utf-8"))
             return handle.tell()
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_file(path: Path, *, binary: bool = False) -> Iterator[IO]:
-    """A new file at ``path``, visible only once complete (temporary file + ``os.replace``).
-
-    The replace happens after the ``with`` block, so a caller may still be reading the old
-    file inside it (Windows refuses to replace a file that is open).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(str(path)), suffix=".tmp", dir=path.parent)
-    try:
-        if binary:
-            with os.fdopen(fd, "wb") as handle:
-                yield handle
-        else:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-                yield handle
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open would not
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_output_csv(

@@ -1,0 +1,91 @@
+"""Atomic file writes: a file appears complete under its name, or not at all.
+
+A temporary file in the same directory, then ``os.replace`` (atomic on POSIX and Windows).
+Temporary files are named ``.{name}.{pid}.tmp`` beside their target, so a run killed
+mid-write leaves only files that :func:`sweep_temps` recognises and removes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
+def temp_prefix(path: str | os.PathLike[str]) -> str:
+    """Every temporary file for ``path`` starts with this (and ends with ``.tmp``)."""
+    return f".{os.path.basename(path)}."
+
+
+def _open_temp(path: str) -> tuple[int, str]:
+    """Create this process's temporary file for ``path``; mode 0666 less the umask."""
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f"{temp_prefix(path)}{os.getpid()}.tmp")
+    try:
+        return os.open(tmp, _OPEN_FLAGS, 0o666), tmp
+    except FileExistsError:  # left by a killed process that had our pid
+        os.unlink(tmp)
+        return os.open(tmp, _OPEN_FLAGS, 0o666), tmp
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so that no partial file is ever visible there."""
+    path = os.fspath(path)
+    fd, tmp = _open_temp(path)
+    try:
+        with open(fd, "wb", closefd=True) as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike[str], *, binary: bool = False) -> Iterator[IO]:
+    """A file to write into, that replaces ``path`` only once the block completes.
+
+    The replace happens after the block, so a caller may still read the old file inside it
+    (Windows refuses to replace a file that is open).
+    """
+    path = os.fspath(path)
+    fd, tmp = _open_temp(path)
+    try:
+        if binary:
+            with open(fd, "wb", closefd=True) as handle:
+                yield handle
+        else:
+            with open(fd, "w", newline="", encoding="utf-8", closefd=True) as handle:
+                yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def sweep_temps(path: str | os.PathLike[str]) -> int:
+    """Delete temporary files that killed writers left beside ``path``; how many."""
+    prefix = temp_prefix(path)
+    removed = 0
+    try:
+        entries = list(os.scandir(os.path.dirname(os.fspath(path)) or "."))
+    except OSError:  # no directory yet: nothing was ever written there
+        return 0
+    for entry in entries:
+        if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+            if _unlink_quietly(entry.path):
+                removed += 1
+    return removed
+
+
+def _unlink_quietly(path: str) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
