@@ -281,3 +281,12 @@ def test_uids_are_deterministic_across_processes() -> None:
     assert len(runs) == 1
     default, rooted = runs.pop().split()
     assert default.startswith("2.25.") and rooted.startswith("1.2.3.")
+
+
+def test_uuid5_fast_path_equals_standard_library() -> None:
+    import uuid
+
+    from wfdb2dicom.uids import NAMESPACE, uuid5_int
+
+    for name in ["", "a", "wfdb2dicom|study|40689238", "é" * 40, "x" * 1000]:
+        assert uuid5_int(name) == uuid.uuid5(NAMESPACE, name).int

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -145,11 +146,11 @@ def _checked(value: str, attribute: str, vr_max: int, source: str) -> str:
 
 
 def _da(moment: dt.datetime) -> str:
-    return moment.strftime("%Y%m%d")
+    return f"{moment.year:04d}{moment.month:02d}{moment.day:02d}"
 
 
 def _tm(moment: dt.datetime) -> str:
-    text = moment.strftime("%H%M%S")
+    text = f"{moment.hour:02d}{moment.minute:02d}{moment.second:02d}"
     return f"{text}.{moment.microsecond:06d}" if moment.microsecond else text
 
 
@@ -213,9 +214,11 @@ class GroupLayout:
     channels: tuple[ChannelLayout, ...]
 
 
-@dataclass(frozen=True)
-class AnnotationItem:
-    """One Waveform Annotation item: a coded measurement or a free-text statement."""
+class AnnotationItem(NamedTuple):
+    """One Waveform Annotation item: a coded measurement or a free-text statement.
+
+    A NamedTuple because encoders cache by it (C-level hash and equality).
+    """
 
     concept: tuple[str, str, str] | None = None
     numeric_value: str | None = None

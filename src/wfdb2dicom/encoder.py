@@ -89,8 +89,26 @@ def _sequence_bytes(tag: int, items: list[bytes]) -> bytes:
     return _LONG_HEADER.pack(tag >> 16, tag & 0xFFFF, b"SQ", 0, len(body)) + body
 
 
-@lru_cache(maxsize=64)
+_templates: dict[tuple[int, ...], tuple[tuple[GroupLayout, ...], tuple[bytes, ...]]] = {}
+
+
 def _waveform_template(groups: tuple[GroupLayout, ...]) -> tuple[bytes, ...]:
+    """The template for ``groups``, cached by the identity of the layouts.
+
+    ``builder.group_layout`` hands out one object per layout, so identity finds the
+    template without hashing twelve channel definitions per record; the cache keeps the
+    layouts alive, so an id cannot be reused for another layout while its entry exists.
+    """
+    key = tuple(map(id, groups))
+    cached = _templates.get(key)
+    if cached is None or cached[0] != groups:
+        if len(_templates) >= 256:
+            _templates.clear()
+        cached = _templates[key] = (groups, _make_waveform_template(groups))
+    return cached[1]
+
+
+def _make_waveform_template(groups: tuple[GroupLayout, ...]) -> tuple[bytes, ...]:
     """The Waveform Sequence split around each group's sample bytes.
 
     Returns ``(before_1, between_1_2, ..., after_n)``: the sample bytes of group i go after
@@ -115,9 +133,33 @@ def _waveform_template(groups: tuple[GroupLayout, ...]) -> tuple[bytes, ...]:
     return tuple(pieces)
 
 
+NUMERIC_VALUE_TAG = 0x0040A30A
+UNFORMATTED_TEXT_TAG = 0x00700006
+
+
 @lru_cache(maxsize=65536)
 def _annotation_item_bytes(annotation: AnnotationItem) -> bytes:
-    return _pydicom_element_bytes(_annotation_item(annotation))
+    """An item's content: pydicom's encoding of what is constant, plus the value.
+
+    The value element (Numeric Value, or Unformatted Text Value) has the highest tag of its
+    item, so it comes last: everything before it is the same for every item of a concept and
+    is encoded once by pydicom; tests prove the result identical to pydicom's whole item.
+    """
+    if annotation.concept is not None:
+        prefix = _item_prefix(annotation._replace(numeric_value="0"), NUMERIC_VALUE_TAG, "DS")
+        return prefix + encode_text_element(NUMERIC_VALUE_TAG, "DS", annotation.numeric_value)
+    prefix = _item_prefix(annotation._replace(text="0"), UNFORMATTED_TEXT_TAG, "ST")
+    return prefix + encode_text_element(UNFORMATTED_TEXT_TAG, "ST", annotation.text)
+
+
+@lru_cache(maxsize=256)
+def _item_prefix(placeholder: AnnotationItem, value_tag: int, vr: str) -> bytes:
+    """pydicom's encoding of ``placeholder`` (value "0") without its last element."""
+    encoded = _pydicom_element_bytes(_annotation_item(placeholder))
+    last = encode_text_element(value_tag, vr, "0")
+    if not encoded.endswith(last):  # the value element must be the item's last
+        raise AssertionError(f"annotation item does not end with ({value_tag:08X})")
+    return encoded[: -len(last)]
 
 
 @lru_cache(maxsize=16)

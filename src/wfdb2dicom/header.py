@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from .errors import RecordError
 
@@ -27,9 +28,8 @@ _GAIN_RE = re.compile(rf"^({_NUMBER})(?:\(([-+]?\d+)\))?(?:/(.+))?$")
 _FS_RE = re.compile(rf"^({_NUMBER})(?:/([\d.eE+-]+)(?:\(([-\d.]+)\))?)?$")
 
 
-@dataclass(frozen=True)
-class SignalSpec:
-    """One signal line of a header."""
+class SignalSpec(NamedTuple):
+    """One signal line of a header (a NamedTuple: twelve are made per record)."""
 
     file_name: str
     fmt: str
@@ -205,40 +205,45 @@ def _parse_signal_line(line: str, source: str) -> SignalSpec:
     fields = line.split(maxsplit=8)
     if len(fields) < 2:
         raise RecordError(f"{source}: signal line {line!r} has no format")
-    file_name = fields[0]
-    parsed_format = _parse_format(fields[1])
-    if parsed_format is None:
-        raise RecordError(f"{source}: bad signal format {fields[1]!r}")
-    fmt, spf, skew, byte_offset = parsed_format
-    gain, baseline, units = DEFAULT_GAIN, None, "mV"
+    # File name, initial value and checksum differ per record; the rest repeats across a
+    # corpus, so it is parsed once per distinct spelling.
     try:
-        if len(fields) > 2:
-            parsed_gain = _parse_gain(fields[2])
-            if parsed_gain is None:
-                raise ValueError(f"bad gain {fields[2]!r}")
-            gain, baseline, units = parsed_gain
-        adc_resolution = int(fields[3]) if len(fields) > 3 else 0
-        adc_zero = int(fields[4]) if len(fields) > 4 else 0
+        common = _parse_common_fields(tuple(fields[1:5]) + tuple(fields[7:]))
+    except ValueError as exc:
+        raise RecordError(f"{source}: {exc} in signal line {line!r}") from None
+    try:
         initial_value = int(fields[5]) if len(fields) > 5 else None
         checksum = int(fields[6]) if len(fields) > 6 else None
-        block_size = int(fields[7]) if len(fields) > 7 else 0
-    except ValueError as exc:
-        detail = str(exc) if str(exc).startswith("bad") else "non-numeric field"
-        raise RecordError(f"{source}: {detail} in signal line {line!r}") from None
-    description = fields[8] if len(fields) > 8 else ""
-    return SignalSpec(
-        file_name=file_name,
-        fmt=fmt,
-        samples_per_frame=spf,
-        skew=skew,
-        byte_offset=byte_offset,
-        gain=gain,
-        baseline=adc_zero if baseline is None else baseline,
-        units=units,
-        adc_resolution=adc_resolution,
-        adc_zero=adc_zero,
-        initial_value=initial_value,
-        checksum=checksum,
-        block_size=block_size,
-        description=description,
-    )
+    except ValueError:
+        raise RecordError(f"{source}: non-numeric field in signal line {line!r}") from None
+    (fmt, spf, skew, byte_offset, gain, baseline, units, adc_resolution, adc_zero, block_size,
+     description) = common
+    return SignalSpec(fields[0], fmt, spf, skew, byte_offset, gain, baseline, units,
+                      adc_resolution, adc_zero, initial_value, checksum, block_size, description)
+
+
+@lru_cache(maxsize=4096)
+def _parse_common_fields(fields: tuple[str, ...]) -> tuple:
+    """Format, gain, resolution, zero, block size and description of a signal line.
+
+    Raises ValueError with the reason; the caller names the file.
+    """
+    parsed_format = _parse_format(fields[0])
+    if parsed_format is None:
+        raise ValueError(f"bad signal format {fields[0]!r}")
+    fmt, spf, skew, byte_offset = parsed_format
+    gain, baseline, units = DEFAULT_GAIN, None, "mV"
+    if len(fields) > 1:
+        parsed_gain = _parse_gain(fields[1])
+        if parsed_gain is None:
+            raise ValueError(f"bad gain {fields[1]!r}")
+        gain, baseline, units = parsed_gain
+    try:
+        adc_resolution = int(fields[2]) if len(fields) > 2 else 0
+        adc_zero = int(fields[3]) if len(fields) > 3 else 0
+        block_size = int(fields[4]) if len(fields) > 4 else 0
+    except ValueError:
+        raise ValueError("non-numeric field") from None
+    description = fields[5] if len(fields) > 5 else ""
+    return (fmt, spf, skew, byte_offset, gain, adc_zero if baseline is None else baseline, units,
+            adc_resolution, adc_zero, block_size, description)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class Channel:
-    """One signal of a WFDB record, with what DICOM needs to describe it."""
+class Channel(NamedTuple):
+    """One signal of a WFDB record, with what DICOM needs to describe it.
+
+    A NamedTuple: layouts are cached by tuples of channels, so hashing must be cheap.
+    """
 
     label: str
     """The header's signal description (the lead name, e.g. ``aVF``)."""
