@@ -50,13 +50,11 @@ def _tag_and_vr(keyword: str) -> tuple[int, str]:
     return tag, dictionary_VR(tag)
 
 
-@lru_cache(maxsize=4096)
 def encode_text_element(tag: int, vr: str, value: str) -> bytes:
     """Explicit VR Little Endian encoding of a single-valued text element, as pydicom does.
 
     UTF-8 (the object's character set is ISO_IR 192), padded to even length with NUL for UI
-    and a space otherwise. Cached: most values (character set, SOP class, empty Type 2
-    attributes, study dates of a busy day) repeat; UIDs simply fall out of the LRU.
+    and a space otherwise.
     """
     raw = value.encode("utf-8")
     if len(raw) % 2:
@@ -167,24 +165,34 @@ def _empty_sequence(tag: int) -> bytes:
     return _LONG_HEADER.pack(tag >> 16, tag & 0xFFFF, b"SQ", 0, 0)
 
 
+@lru_cache(maxsize=16)
+def _file_meta_parts(sop_class_uid: str) -> tuple[bytes, bytes]:
+    """The file meta around the SOP Instance UID: (before it, after it)."""
+    before = (_LONG_HEADER.pack(0x0002, 0x0001, b"OB", 0, 2) + b"\0\1"
+              + encode_text_element(0x00020002, "UI", sop_class_uid))
+    after = (encode_text_element(0x00020010, "UI", ExplicitVRLittleEndian)
+             + encode_text_element(0x00020012, "UI", IMPLEMENTATION_CLASS_UID)
+             + encode_text_element(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME))
+    return before, after
+
+
 def _file_meta_bytes(sop_class_uid: str, sop_instance_uid: str) -> bytes:
-    body = b"".join((
-        _LONG_HEADER.pack(0x0002, 0x0001, b"OB", 0, 2) + b"\0\1",
-        encode_text_element(0x00020002, "UI", sop_class_uid),
-        encode_text_element(0x00020003, "UI", sop_instance_uid),
-        encode_text_element(0x00020010, "UI", ExplicitVRLittleEndian),
-        encode_text_element(0x00020012, "UI", IMPLEMENTATION_CLASS_UID),
-        encode_text_element(0x00020013, "SH", IMPLEMENTATION_VERSION_NAME),
-    ))
+    before, after = _file_meta_parts(sop_class_uid)
+    body = before + encode_text_element(0x00020003, "UI", sop_instance_uid) + after
     return _SHORT_HEADER.pack(0x0002, 0x0000, b"UL", 4) + struct.pack("<I", len(body)) + body
+
+
+@lru_cache(maxsize=4096)
+def _encode_attribute(keyword: str, value: str) -> tuple[int, bytes]:
+    """(tag, encoded element); cached, as most values repeat (character set, SOP class,
+    empty Type 2 attributes, dates of a busy day); UIDs simply fall out of the LRU."""
+    tag, vr = _tag_and_vr(keyword)
+    return tag, encode_text_element(tag, vr, value)
 
 
 def encode_plan(plan: ObjectPlan) -> bytes:
     """The Part 10 file for ``plan``, byte-identical to pydicom's ``save_as``."""
-    elements: list[tuple[int, bytes | list[bytes]]] = []
-    for keyword, value in plan.attributes:
-        tag, vr = _tag_and_vr(keyword)
-        elements.append((tag, encode_text_element(tag, vr, value)))
+    elements = [_encode_attribute(keyword, value) for keyword, value in plan.attributes]
     elements.append((ACQUISITION_CONTEXT_TAG, _empty_sequence(ACQUISITION_CONTEXT_TAG)))
     if plan.annotations:
         items = [_annotation_item_bytes(a) for a in plan.annotations]
