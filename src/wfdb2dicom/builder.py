@@ -123,6 +123,7 @@ def choose_iod(record: EcgRecord) -> EcgIod:
     raise UnsupportedRecord("no DICOM ECG IOD accepts this record (" + "; ".join(reasons) + ")")
 
 
+@lru_cache(maxsize=16384)
 def ds_text(value: float) -> str:
     """A number as Decimal String: the shortest exact text when it fits in 16 characters."""
     if float(value).is_integer() and abs(value) < 1e15:
@@ -179,12 +180,19 @@ def acquisition_time(
 def check_ecg_signals(record: EcgRecord) -> None:
     """Refuse records whose signals are not ECG voltages."""
     for group in record.groups:
-        for channel in group.channels:
-            if channel.units.lower() not in VOLTAGE_UNITS:
-                raise UnsupportedRecord(
-                    f"signal {channel.label!r} is in {channel.units!r}, not a voltage: not an "
-                    "ECG lead"
-                )
+        problem = _non_ecg_signal(group.channels)
+        if problem:
+            raise UnsupportedRecord(problem)
+
+
+@lru_cache(maxsize=256)
+def _non_ecg_signal(channels: tuple[Channel, ...]) -> str | None:
+    """Why these channels are not ECG leads, or None; cached per layout."""
+    for channel in channels:
+        if channel.units.lower() not in VOLTAGE_UNITS:
+            return (f"signal {channel.label!r} is in {channel.units!r}, not a voltage: not an "
+                    "ECG lead")
+    return None
 
 
 @dataclass(frozen=True)
