@@ -47,6 +47,35 @@ class SignalSpec(NamedTuple):
     description: str
 
 
+class SignalLayout:
+    """What a header's signal lines say apart from file names, initial values and checksums.
+
+    Identical for every record of a corpus layout (all of MIMIC-IV-ECG shares a handful), so
+    it is parsed once and shared: ``parse_header`` only splits each line and looks it up.
+    """
+
+    __slots__ = ("common", "channels", "single_fmt16")
+
+    def __init__(self, common: tuple[tuple, ...]) -> None:
+        from .record import Channel
+
+        self.common = common
+        """Per signal: (fmt, spf, skew, byte_offset, gain, baseline, units, adc_resolution,
+        adc_zero, block_size, description)."""
+        self.channels = tuple(
+            Channel(c[10], c[6], c[4], c[5], c[7], c[0]) for c in common
+        )
+        """The record's channels, built once per layout."""
+        self.single_fmt16 = all(c[0] == "16" and c[1] == 1 and c[2] == 0 and c[3] == 0
+                                for c in common)
+        """Every signal is plain format 16: the fast path applies if they share one file."""
+
+
+@lru_cache(maxsize=1024)
+def _signal_layout(common: tuple[tuple, ...]) -> SignalLayout:
+    return SignalLayout(common)
+
+
 @dataclass(frozen=True)
 class Header:
     """A parsed single-segment WFDB header."""
@@ -57,8 +86,21 @@ class Header:
     n_samples: int | None
     base_time: dt.time | None
     base_date: dt.date | None
-    signals: tuple[SignalSpec, ...]
+    layout: SignalLayout
+    file_names: tuple[str, ...]
+    initial_values: tuple[int | None, ...]
+    checksums: tuple[int | None, ...]
     comments: tuple[str, ...]
+
+    @property
+    def signals(self) -> tuple[SignalSpec, ...]:
+        """Every signal line in full (built on demand: the fast path does not need them)."""
+        return tuple(
+            SignalSpec(name, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], init, check,
+                       c[9], c[10])
+            for name, c, init, check in zip(self.file_names, self.layout.common,
+                                            self.initial_values, self.checksums, strict=True)
+        )
 
     @property
     def base_datetime(self) -> dt.datetime | None:
@@ -113,9 +155,11 @@ def parse_header(text: str, source: str = "header") -> Header:
             f"{source}: record line declares {n_signals} signals but {len(signal_lines)} signal "
             f"lines follow"
         )
-    signals = tuple(_parse_signal_line(ln, source) for ln in signal_lines[:n_signals])
+    parsed = [_parse_signal_line(ln, source) for ln in signal_lines[:n_signals]]
+    names, commons, initial_values, checksums = zip(*parsed, strict=True)
     return Header(
-        record_name, n_signals, fs, n_samples, base_time, base_date, signals, tuple(comments)
+        record_name, n_signals, fs, n_samples, base_time, base_date, _signal_layout(commons),
+        names, initial_values, checksums, tuple(comments),
     )
 
 
@@ -201,7 +245,10 @@ def _parse_gain(text: str) -> tuple[float, int | None, str] | None:
     return gain, baseline, match.group(3) or "mV"
 
 
-def _parse_signal_line(line: str, source: str) -> SignalSpec:
+def _parse_signal_line(
+    line: str, source: str
+) -> tuple[str, tuple, int | None, int | None]:
+    """(file name, common fields, initial value, checksum) of one signal line."""
     fields = line.split(maxsplit=8)
     if len(fields) < 2:
         raise RecordError(f"{source}: signal line {line!r} has no format")
@@ -216,10 +263,7 @@ def _parse_signal_line(line: str, source: str) -> SignalSpec:
         checksum = int(fields[6]) if len(fields) > 6 else None
     except ValueError:
         raise RecordError(f"{source}: non-numeric field in signal line {line!r}") from None
-    (fmt, spf, skew, byte_offset, gain, baseline, units, adc_resolution, adc_zero, block_size,
-     description) = common
-    return SignalSpec(fields[0], fmt, spf, skew, byte_offset, gain, baseline, units,
-                      adc_resolution, adc_zero, initial_value, checksum, block_size, description)
+    return fields[0], common, initial_value, checksum
 
 
 @lru_cache(maxsize=4096)

@@ -208,28 +208,41 @@ class MetadataTable:
             converted[str(name)] = pa.array(values, type=pa.string())
         return cls(pa.table(converted))
 
-    def _row_index(self, study_id: str) -> int | None:
-        key = normalise_study_id(study_id)
-        if self._int_keys is not None:
-            if not (key.isdigit() and len(key) < 19):
-                return None
-            value = int(key)
-            pos = int(np.searchsorted(self._int_keys, value))
-            if pos < len(self._int_keys) and self._int_keys[pos] == value:
-                return int(self._order[pos])
-            return None
-        assert self._dict_keys is not None
-        return self._dict_keys.get(key)
+    def _row_indices(self, study_ids: Sequence[str]) -> list[int | None]:
+        """Row of each study_id in the table (None if absent); one binary search for all."""
+        keys = [normalise_study_id(s) for s in study_ids]
+        if self._int_keys is None:
+            assert self._dict_keys is not None
+            return [self._dict_keys.get(k) for k in keys]
+        numeric = [k.isdigit() and len(k) < 19 for k in keys]
+        values = np.fromiter((int(k) if ok else -1 for k, ok in zip(keys, numeric, strict=True)),
+                             dtype=np.int64, count=len(keys))
+        positions = np.searchsorted(self._int_keys, values)
+        positions[positions == len(self._int_keys)] = 0
+        hits = (self._int_keys[positions] == values) & np.array(numeric, dtype=bool)
+        rows = self._order[positions]
+        return [int(r) if hit else None for r, hit in zip(rows.tolist(), hits.tolist(),
+                                                          strict=True)]
 
     def get(self, study_id: str) -> StudyMetadata | None:
         """The study's metadata, or None when the table has no row for it."""
         return self.get_many([study_id])[0]
 
     def get_many(self, study_ids: Sequence[str]) -> list[StudyMetadata | None]:
-        """Bulk lookup, column by column: the batch engine's path (one call per chunk)."""
+        """Bulk lookup; see :meth:`raw_rows`."""
+        return [None if raw is None else StudyMetadata.from_values(raw)
+                for raw in self.raw_rows(study_ids)]
+
+    def raw_rows(self, study_ids: Sequence[str]) -> list[dict[str, str] | None]:
+        """Each study's row as {column: text} (non-empty cells only), or None.
+
+        What the batch parent sends to workers with each chunk: cheap to make and to pickle,
+        while building :class:`StudyMetadata` (``from_values``) is left to the workers, which
+        run in parallel. One ``take`` and one conversion per column for the whole chunk.
+        """
         import pyarrow as pa
 
-        indices = [self._row_index(s) for s in study_ids]
+        indices = self._row_indices(study_ids)
         found = [i for i in indices if i is not None]
         if not found:
             return [None] * len(indices)
@@ -237,9 +250,14 @@ class MetadataTable:
         names = taken.column_names
         columns = [taken.column(n).to_pylist() for n in names]
         rows = iter(zip(*columns, strict=True))
-        return [None if i is None else StudyMetadata.from_values(dict(zip(names, next(rows),
-                                                                          strict=True)))
-                for i in indices]
+        result: list[dict[str, str] | None] = []
+        for index in indices:
+            if index is None:
+                result.append(None)
+            else:
+                values = next(rows)
+                result.append({n: v for n, v in zip(names, values, strict=True) if v is not None})
+        return result
 
 
 def _clean_table(table: pa.Table) -> pa.Table:

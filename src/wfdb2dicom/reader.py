@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import math
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .errors import RecordError, UnsupportedRecord
 from .header import Header, SignalSpec, read_header
-from .record import Channel, EcgRecord, MultiplexGroup
+from .record import EcgRecord, MultiplexGroup
 
 BITS_PER_SAMPLE: dict[str, float] = {
     "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12,
@@ -56,7 +55,7 @@ def read_record(path: str | Path, *, verify_checksums: bool = True) -> EcgRecord
         if verify_checksums:
             _verify_checksums(header, column_sums(samples))
         groups: tuple[MultiplexGroup, ...] = (
-            MultiplexGroup(header.fs, _channels(header.signals), samples),
+            MultiplexGroup(header.fs, header.layout.channels, samples),
         )
     else:
         columns = _read_columns_with_wfdb(Path(base), header)
@@ -72,33 +71,22 @@ def read_record(path: str | Path, *, verify_checksums: bool = True) -> EcgRecord
 
 
 def _check_signals(header: Header) -> None:
-    for spec in header.signals:
-        if spec.file_name == "~":
-            raise RecordError(f"signal {spec.description!r} has no signal file ('~')")
-        name = spec.file_name
+    """Every signal file must be a plain name in the record's directory (checked once each)."""
+    seen: set[str] = set()
+    for name, common in zip(header.file_names, header.layout.common, strict=True):
+        if name in seen:
+            continue
+        seen.add(name)
+        description = common[10]
+        if name == "~":
+            raise RecordError(f"signal {description!r} has no signal file ('~')")
         if "/" in name or "\\" in name or name in (".", ".."):
-            raise RecordError(f"signal file {spec.file_name!r} is not in the record's directory")
+            raise RecordError(f"signal file {name!r} is not in the record's directory")
 
 
 def _fast_path_applies(header: Header) -> bool:
-    first = header.signals[0].file_name
-    return header.n_samples is not None and all(
-        s.file_name == first and s.fmt == "16" and s.samples_per_frame == 1 and s.skew == 0
-        and s.byte_offset == 0
-        for s in header.signals
-    )
-
-
-def _channels(specs: tuple[SignalSpec, ...]) -> tuple[Channel, ...]:
-    return _channels_cached(tuple(
-        (s.description, s.units, s.gain, s.baseline, s.adc_resolution, s.fmt) for s in specs
-    ))
-
-
-@lru_cache(maxsize=256)
-def _channels_cached(key: tuple[tuple[str, str, float, int, int, str], ...]) -> tuple[Channel, ...]:
-    """Records of one layout share one tuple of Channels (cheap to hash downstream)."""
-    return tuple(Channel(*fields) for fields in key)
+    return (header.n_samples is not None and header.layout.single_fmt16
+            and len(set(header.file_names)) == 1)
 
 
 def _read_signal_file(path: str) -> bytes:
@@ -123,13 +111,13 @@ def _size_mismatch(name: str, actual: int, expected: int, what: str) -> RecordEr
 
 
 def _read_fmt16_single_file(base: str, header: Header) -> np.ndarray:
-    spec0 = header.signals[0]
-    data = _read_signal_file(os.path.join(os.path.dirname(base), spec0.file_name))
+    file_name = header.file_names[0]
+    data = _read_signal_file(os.path.join(os.path.dirname(base), file_name))
     n_samples = header.n_samples or 0
     expected = n_samples * header.n_signals * 2
     if len(data) != expected:
         raise _size_mismatch(
-            spec0.file_name, len(data), expected,
+            file_name, len(data), expected,
             f"{n_samples} samples x {header.n_signals} signals x 2 bytes",
         )
     return np.frombuffer(data, dtype="<i2").reshape(n_samples, header.n_signals)
@@ -201,7 +189,7 @@ def _group_by_rate(header: Header, columns: list[np.ndarray]) -> tuple[Multiplex
                 f"{header.signals[indices[0]].fmt})"
             )
         samples = np.ascontiguousarray(stacked, dtype="<i2")
-        channels = _channels(tuple(header.signals[i] for i in indices))
+        channels = tuple(header.layout.channels[i] for i in indices)
         result.append(MultiplexGroup(header.fs * spf, channels, samples))
     return tuple(result)
 
@@ -225,13 +213,14 @@ def column_sums(samples: np.ndarray) -> list[int]:
 
 def _verify_checksums(header: Header, sums: list[int]) -> None:
     """WFDB checksums are the 16-bit sums of each signal's samples."""
-    for spec, total in zip(header.signals, sums, strict=True):
-        if spec.checksum is None:
+    for index, (checksum, total) in enumerate(zip(header.checksums, sums, strict=True)):
+        if checksum is None:
             continue
         actual = total & 0xFFFF
-        if actual != spec.checksum & 0xFFFF:
+        if actual != checksum & 0xFFFF:
             signed = actual - 0x10000 if actual >= 0x8000 else actual
+            description = header.layout.common[index][10]
             raise RecordError(
-                f"checksum mismatch on signal {spec.description!r}: header {spec.checksum}, "
+                f"checksum mismatch on signal {description!r}: header {checksum}, "
                 f"samples sum to {signed} (corrupt data? --no-checksum converts anyway)"
             )

@@ -251,7 +251,7 @@ class Run:
         for start in range(0, len(todo), size):
             block = todo[start:start + size]
             paths, sids = self.plan.task_values(block)
-            metadata = table.get_many(sids) if table is not None else [None] * len(sids)
+            metadata = table.raw_rows(sids) if table is not None else [None] * len(sids)
             tasks, missing = [], []
             for task, rel, sid, meta in zip(block.tolist(), paths, sids, metadata, strict=True):
                 self.inflight[task] = (rel, sid)

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .outcomes import DONE, FAILED, KEPT, describe_exception
 from .paths import Layout
 
-if TYPE_CHECKING:
-    from ..metadata import StudyMetadata
-
-Task = tuple[int, str, str, "StudyMetadata | None", bool]
+Task = tuple[int, str, str, "dict[str, str] | None", bool]
+"""``(task_id, rel_path, study_id, metadata row or None, verify)``; the row as
+:meth:`~wfdb2dicom.metadata.MetadataTable.raw_rows` gives it."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,9 @@ class TaskRunner:
     def setup(self) -> None:
         """Import and build what every task needs, once per worker process."""
         from ..convert import convert_to_bytes, write_atomic
+        from ..metadata import StudyMetadata
 
+        self._metadata = StudyMetadata.from_values
         self._convert = convert_to_bytes
         self._write = write_atomic
         self._conversion_options = self.options.build()
@@ -65,8 +66,9 @@ class TaskRunner:
         """``(DONE | KEPT | FAILED, error)``; every exception becomes the row's error string."""
         if not self._ready:
             self.setup()
-        _, rel, study_id, metadata, verify = task
+        _, rel, study_id, row, verify = task
         try:
+            metadata = None if row is None else self._metadata(row)
             record = self.layout.record_base(rel)
             out = self.layout.output(rel)
             if verify and _still_valid(out):
