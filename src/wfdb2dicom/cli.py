@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "wfdb2dicom.commands",
     "wfdb2dicom.batch.cli",
     "wfdb2dicom.verify",
+    "wfdb2dicom.to_wfdb",
+    "wfdb2dicom.preview",
     "wfdb2dicom.send",
 )
 """Modules whose ``register`` adds subcommands, in the order ``--help`` lists them."""

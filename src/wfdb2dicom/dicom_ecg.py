@@ -23,7 +23,7 @@ from pydicom.valuerep import DT
 from pydicom.waveforms import multiplex_array
 
 from .errors import ConversionError
-from .leads import label_for_code
+from .leads import label_for_code, lead_number, normalise_lead_name
 
 # Sample interpretations whose raw values are linear in the physical quantity. mu-law and
 # A-law (MB, AB) are companded: their raw values would need expanding first.
@@ -187,15 +187,21 @@ def lead_name(channel: DicomChannel) -> str:
     """The lead's usual name (``I``, ``aVR``, ``V1``...).
 
     The coded source wins over the label because it is what the standard requires and what
-    carts fill in reliably; a label or the code meaning is the fallback for other sources.
+    carts fill in reliably. A label that names the same lead more specifically (``MLII`` for
+    the code of "modified limb lead") is kept; a label or the code meaning is the fallback for
+    sources that are not leads.
     """
+    label = channel.label.strip()
     if channel.lead_code is not None:
         value, scheme, meaning = channel.lead_code
         name = label_for_code(value, scheme)
         if name:
+            if (label and normalise_lead_name(label) != normalise_lead_name(name)
+                    and lead_number(label) == lead_number(name)):
+                return label
             return name
-    if channel.label.strip():
-        return channel.label.strip()
+    if label:
+        return label
     if channel.lead_code is not None and channel.lead_code[2].strip():
         return channel.lead_code[2].strip()
     return ""

@@ -1,0 +1,383 @@
+"""``wfdb2dicom preview``: draw a DICOM ECG as the familiar 12-lead printout.
+
+The point of a preview is that a clinician can look at a converted object and see the ECG
+they know, at the scale they read it: 25 mm/s and 10 mm/mV on 1 mm / 5 mm paper. So the
+drawing is done in millimetres: one axes whose data units are paper millimetres, placed on an
+A4-landscape figure at exactly its printed size, with an equal aspect. A PDF printed at 100 %
+is true to scale; a PNG has the same number of pixels per millimetre across and down.
+
+Layout (what carts print): three rows of four 2.5 s columns, each column the next 2.5 s of
+the recording (I/II/III, then aVR/aVL/aVF, V1-V3, V4-V6), a 10 s lead II rhythm strip below,
+a 1 mV calibration pulse at the start of each row. Leads are found by name, so any lead order
+and any sampling rate draw correctly; a record without the standard leads is drawn as stacked
+full-length strips instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import textwrap
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from .dicom_ecg import DicomChannel, DicomEcg, DicomGroup, lead_name, read_dicom_ecg
+from .errors import ConversionError
+from .leads import normalise_lead_name
+
+PAPER_SPEED = 25.0
+"""mm per second."""
+PAPER_GAIN = 10.0
+"""mm per mV."""
+PAGE_WIDTH = 297.0
+"""A4 landscape, mm."""
+PAGE_HEIGHT = 210.0
+DPI = 150
+"""PNG resolution: 5.9 pixels per mm, so 1 mm squares stay visible; 1754 x 1240 pixels."""
+
+GRID_LEFT = 16.0
+"""Page position of the grid's lower-left corner, mm."""
+GRID_BOTTOM = 10.0
+GRID_WIDTH = 265.0
+TRACE_START = 10.0
+"""Grid x where 0 s is drawn; the calibration pulse sits before it."""
+ROW_PITCH = 35.0
+STACKED_PITCH = 30.0
+MAX_MARGIN = 45.0
+"""Most room above the first / below the last zero line, mm; larger excursions are clipped."""
+HEADER_HEIGHT = 60.0
+"""Room above the grid for the header, mm (A4 for a 12-lead ECG of ordinary amplitude)."""
+MIN_PAGE_HEIGHT = 105.0
+"""At least 600 pixels high at DPI."""
+COLUMN_SECONDS = 2.5
+STRIP_SECONDS = 10.0
+
+TWELVE_LEAD_ROWS = (
+    ("I", "aVR", "V1", "V4"),
+    ("II", "aVL", "V2", "V5"),
+    ("III", "aVF", "V3", "V6"),
+)
+RHYTHM_LEAD = "II"
+MIN_STANDARD_LEADS = 6
+"""Fewer of the 12 standard leads than this and the record is drawn as stacked strips."""
+
+PAPER_COLOUR = "#fff5f5"
+MINOR_COLOUR = "#f6c8cc"
+MAJOR_COLOUR = "#e58a94"
+TRACE_COLOUR = "black"
+FORMATS = ("png", "pdf", "svg")
+
+_MV_PER_UNIT = {"uV": 1e-3, "µV": 1e-3, "mV": 1.0, "V": 1e3, "nV": 1e-6}
+"""UCUM voltage units -> mV. Paper gain is defined in mm/mV, so everything is drawn in mV."""
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One horizontal band of the grid: the y of its zero line and what to draw in it."""
+
+    centre: float
+    cells: tuple[tuple[str, int | None, float, float], ...]
+    """(label, channel index or None if missing, start s, end s) per cell."""
+
+
+def render_preview(
+    dcm_path: str | Path, out_path: str | Path, group_index: int | None = None
+) -> Path:
+    """Draw ``dcm_path`` into ``out_path`` (.png, .pdf or .svg); returns ``out_path``."""
+    dcm_path, out_path = Path(dcm_path), Path(out_path)
+    fmt = out_path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ConversionError(
+            f"unsupported preview format {out_path.suffix or '(none)'!r}: use .png, .pdf or .svg"
+        )
+    ecg = read_dicom_ecg(dcm_path)
+    figure = build_figure(ecg, group_index=group_index, source_name=dcm_path.name)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_path, format=fmt, dpi=DPI, facecolor="white")
+    return out_path
+
+
+def build_figure(
+    ecg: DicomEcg, group_index: int | None = None, source_name: str = ""
+) -> Figure:
+    """The printout as a matplotlib Figure (no pyplot, so no global state and no screen).
+
+    The grid axes (``figure.axes[0]``, gid ``ecg-grid``) has paper millimetres as data units.
+    """
+    group = _choose_group(ecg, group_index)
+    signals = [_millivolts(group, c) for c in range(len(group.channels))]
+    names = [lead_name(c) or f"channel {n}" for n, c in enumerate(group.channels, start=1)]
+    by_name = {normalise_lead_name(name): i for i, name in reversed(list(enumerate(names)))}
+    n_standard = sum(normalise_lead_name(lead) in by_name for row in TWELVE_LEAD_ROWS
+                     for lead in row)
+    if n_standard >= MIN_STANDARD_LEADS:
+        bands, pitch = _twelve_lead_bands(by_name, names), ROW_PITCH
+    else:
+        bands, pitch = _stacked_bands(names), STACKED_PITCH
+    rows, grid_height = _place_rows(bands, pitch, signals, group.sampling_frequency)
+    page_height = max(MIN_PAGE_HEIGHT, GRID_BOTTOM + grid_height + HEADER_HEIGHT)
+
+    figure = Figure(figsize=(PAGE_WIDTH / 25.4, page_height / 25.4), dpi=DPI)
+    FigureCanvasAgg(figure)
+    ax = figure.add_axes(
+        (GRID_LEFT / PAGE_WIDTH, GRID_BOTTOM / page_height,
+         GRID_WIDTH / PAGE_WIDTH, grid_height / page_height),
+        gid="ecg-grid",
+    )
+    ax.set_xlim(0, GRID_WIDTH)
+    ax.set_ylim(0, grid_height)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_facecolor(PAPER_COLOUR)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color(MAJOR_COLOUR)
+    _draw_paper(ax, GRID_WIDTH, grid_height)
+
+    fs = group.sampling_frequency
+    for row in rows:
+        _draw_calibration(ax, row.centre)
+        for number, (label, channel, start, end) in enumerate(row.cells):
+            x_start = TRACE_START + start * PAPER_SPEED
+            if number:  # lead change marker, as carts print it
+                ax.plot([x_start, x_start], [row.centre - 2.5, row.centre + 2.5],
+                        color=TRACE_COLOUR, lw=0.8, solid_capstyle="butt")
+            ax.text(x_start + 1.0, row.centre + 7.0, label if channel is not None
+                    else f"{label} (absent)", fontsize=8, fontweight="bold", va="bottom",
+                    color=TRACE_COLOUR if channel is not None else "#888888",
+                    bbox={"facecolor": PAPER_COLOUR, "edgecolor": "none", "alpha": 0.7,
+                          "pad": 0.8})
+            if channel is None:
+                continue
+            first = math.ceil(start * fs - 1e-9)
+            last = min(math.ceil(end * fs - 1e-9), group.n_samples)
+            if last <= first:
+                continue
+            index = np.arange(first, last)
+            ax.plot(TRACE_START + index / fs * PAPER_SPEED,
+                    row.centre + signals[channel][first:last] * PAPER_GAIN,
+                    color=TRACE_COLOUR, lw=0.6, gid=f"trace:{label}:{start:g}")
+
+    _draw_header(figure, ecg, group, page_height, grid_height, source_name, n_standard)
+    return figure
+
+
+def _choose_group(ecg: DicomEcg, group_index: int | None) -> DicomGroup:
+    """The requested group, else the longest (the rhythm, not the median beat)."""
+    if group_index is not None:
+        if not 0 <= group_index < len(ecg.groups):
+            raise ConversionError(
+                f"no multiplex group {group_index + 1}: the object has {len(ecg.groups)}"
+            )
+        return ecg.groups[group_index]
+    return max(ecg.groups, key=lambda g: (g.duration, -g.index))
+
+
+def _millivolts(group: DicomGroup, index: int) -> np.ndarray:
+    """Physical values in mV, padding as gaps, the median over the strip removed.
+
+    Removing the median moves a trace with a DC offset (unfiltered recordings) onto its row
+    without changing any amplitude.
+    """
+    channel: DicomChannel = group.channels[index]
+    raw = group.samples[:, index]
+    values = channel.physical(raw) * _MV_PER_UNIT.get(channel.sensitivity_units.strip(), 1.0)
+    if group.padding_value is not None:
+        values[raw == group.padding_value] = np.nan
+    shown = values[: math.ceil(STRIP_SECONDS * group.sampling_frequency)]
+    if np.isfinite(shown).any():
+        values = values - np.nanmedian(shown)
+    return values
+
+
+_Cells = tuple[tuple[str, int | None, float, float], ...]
+
+
+def _twelve_lead_bands(by_name: dict[str, int], names: list[str]) -> list[_Cells]:
+    bands = [
+        tuple(
+            (lead, by_name.get(normalise_lead_name(lead)), c * COLUMN_SECONDS,
+             (c + 1) * COLUMN_SECONDS)
+            for c, lead in enumerate(leads)
+        )
+        for leads in TWELVE_LEAD_ROWS
+    ]
+    rhythm = by_name.get(normalise_lead_name(RHYTHM_LEAD))
+    if rhythm is None:  # the first standard lead present stands in for II
+        rhythm = next(channel for band in bands for _, channel, _, _ in band
+                      if channel is not None)
+    bands.append(((names[rhythm], rhythm, 0.0, STRIP_SECONDS),))
+    return bands
+
+
+def _stacked_bands(names: list[str]) -> list[_Cells]:
+    return [((name, i, 0.0, STRIP_SECONDS),) for i, name in enumerate(names)]
+
+
+def _place_rows(
+    bands: list[_Cells], pitch: float, signals: list[np.ndarray], fs: float
+) -> tuple[list[_Row], float]:
+    """Zero lines on major (5 mm) lines, ``pitch`` apart, with room above the first row and
+    below the last for their largest excursion (within limits), so the outer traces are not
+    cut off by the edge of the paper. Returns the rows and the grid height."""
+
+    def excursion(band: _Cells, sign: float) -> float:
+        peak = 0.0
+        for _, channel, start, end in band:
+            if channel is None:
+                continue
+            part = signals[channel][math.ceil(start * fs - 1e-9): math.ceil(end * fs - 1e-9)]
+            if np.isfinite(part).any():
+                peak = max(peak, float(np.nanmax(sign * part)) * PAPER_GAIN)
+        return peak
+
+    def margin(extent: float, least: float) -> float:
+        return min(max(least, 5.0 * math.ceil(extent / 5.0)), MAX_MARGIN)
+
+    top = margin(max(excursion(bands[0], 1.0), PAPER_GAIN) + 5.0, 20.0)
+    bottom = margin(excursion(bands[-1], -1.0) + 3.0, 15.0)
+    rows = [_Row(bottom + (len(bands) - 1 - i) * pitch, band) for i, band in enumerate(bands)]
+    return rows, top + (len(bands) - 1) * pitch + bottom
+
+
+def _draw_paper(ax, width: float, height: float) -> None:
+    """1 mm minor and 5 mm major lines, as two collections (thousands of artists are slow)."""
+    for step, colour, lw in ((1.0, MINOR_COLOUR, 0.25), (5.0, MAJOR_COLOUR, 0.6)):
+        xs = np.arange(0.0, width + 1e-9, step)
+        ys = np.arange(0.0, height + 1e-9, step)
+        segments = [((x, 0.0), (x, height)) for x in xs] + [((0.0, y), (width, y)) for y in ys]
+        ax.add_collection(LineCollection(segments, colors=colour, linewidths=lw,
+                                         gid=f"paper:{step:g}mm", zorder=0.5))
+
+
+def _draw_calibration(ax, centre: float) -> None:
+    """1 mV for 0.2 s: a 10 mm by 5 mm step that lets a reader check the scale."""
+    ax.plot([0.5, 2.5, 2.5, 7.5, 7.5, 9.5],
+            [centre, centre, centre + PAPER_GAIN, centre + PAPER_GAIN, centre, centre],
+            color=TRACE_COLOUR, lw=0.8, gid="calibration", solid_joinstyle="miter")
+
+
+def _draw_header(
+    figure: Figure, ecg: DicomEcg, group: DicomGroup, page_height: float, grid_height: float,
+    source_name: str, n_standard: int,
+) -> None:
+    """Identification, measurements, statements, and the recording settings."""
+    top = page_height - 7.0
+    bottom = GRID_BOTTOM + grid_height + 3.0
+    line = 3.6  # mm per 8 pt line
+    capacity = max(1, int((top - bottom) / line))
+
+    def column(x: float, title: str, lines: Iterable[str], width: int) -> None:
+        wrapped: list[str] = []
+        for text in lines:
+            wrapped.extend(textwrap.wrap(text, width) or [""])
+        if len(wrapped) > capacity - 1:
+            hidden = len(wrapped) - (capacity - 2)
+            wrapped = wrapped[: capacity - 2] + [f"... {hidden} more lines"]
+        figure.text(x / PAGE_WIDTH, top / page_height, title, fontsize=8.5,
+                    fontweight="bold", va="top", ha="left")
+        figure.text(x / PAGE_WIDTH, (top - line) / page_height, "\n".join(wrapped),
+                    fontsize=7.5, va="top", ha="left", linespacing=1.35, family="sans-serif")
+
+    acquired = ecg.acquisition_datetime.strftime("%Y-%m-%d %H:%M:%S") \
+        if ecg.acquisition_datetime else "not stated"
+    identity = [
+        f"Patient ID: {ecg.patient_id or '-'}",
+        f"Study ID: {ecg.study_id or '-'}",
+        f"Acquired: {acquired}",
+    ]
+    if ecg.station_name:
+        identity.append(f"Station: {ecg.station_name}")
+    if source_name:
+        identity.append(f"File: {source_name}")
+    column(GRID_LEFT, "ECG", identity, 40)
+
+    measurements = [f"{a.concept or 'value'}: {_number(a.value)} {a.units or ''}".strip()
+                    for a in ecg.measurements if a.value is not None]
+    half = (len(measurements) + 1) // 2 if len(measurements) > capacity - 1 else None
+    if half:
+        column(88.0, "Measurements", measurements[:half], 26)
+        column(133.0, "", measurements[half:], 26)
+    else:
+        column(88.0, "Measurements", measurements or ["none"], 50)
+
+    column(180.0, "Statements", ecg.statements or ["none"], 58)
+
+    label = f" {group.label}" if group.label else ""
+    duration = f"{min(group.duration, STRIP_SECONDS):g} s of {group.duration:g} s"
+    layout = "12-lead" if n_standard >= MIN_STANDARD_LEADS else "stacked channels"
+    footer = (
+        f"{PAPER_SPEED:g} mm/s   {PAPER_GAIN:g} mm/mV   {_filters(group.channels)}   "
+        f"Sampling {group.sampling_frequency:g} Hz   Group {group.index + 1}/{len(ecg.groups)}"
+        f"{label}, {duration}, {layout}"
+    )
+    figure.text(GRID_LEFT / PAGE_WIDTH, (GRID_BOTTOM - 4.0) / page_height, footer,
+                fontsize=7.5, va="top", ha="left")
+
+
+def _filters(channels: Iterable[DicomChannel]) -> str:
+    """Filter settings from the channel definitions, flagged when channels disagree."""
+    channels = list(channels)
+    lows = {c.filter_low for c in channels}
+    highs = {c.filter_high for c in channels}
+    notches = {c.notch for c in channels}
+
+    def one(values: set[float | None]) -> str:
+        known = sorted(v for v in values if v is not None)
+        if not known:
+            return "?"
+        text = "/".join(_number(v) for v in known)
+        return text + ("*" if len(values) > 1 else "")
+
+    if all(v is None for v in lows | highs):
+        band = "Filter: not stated"
+    else:
+        band = f"Filter: {one(lows)}-{one(highs)} Hz"
+    known_notch = {n for n in notches if n is not None}
+    if not known_notch:
+        notch = "Notch: not stated"
+    elif known_notch == {0.0}:
+        notch = "Notch: off"
+    else:
+        notch = f"Notch: {one(notches)} Hz"
+    varies = any(len(s) > 1 for s in (lows, highs, notches))
+    return f"{band}   {notch}" + ("   (* varies by channel)" if varies else "")
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "?"
+    if math.isfinite(value) and value == int(value):
+        return str(int(value))
+    return f"{value:g}"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``preview``."""
+    parser = subparsers.add_parser(
+        "preview",
+        help="draw a DICOM ECG as a 12-lead printout (PNG, PDF or SVG)",
+        description="Draw a DICOM ECG waveform object as the standard 12-lead printout "
+        "(3x4 leads of 2.5 s and a 10 s lead II rhythm strip at 25 mm/s, 10 mm/mV); "
+        "a record without the standard leads is drawn as stacked strips.",
+    )
+    parser.add_argument("file", type=Path, metavar="FILE.dcm")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
+                        help="output image; the suffix (.png, .pdf, .svg) chooses the format")
+    parser.add_argument("--group", type=int, metavar="N",
+                        help="multiplex group to draw (1-based; default: the longest)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    group = None if args.group is None else args.group - 1
+    path = render_preview(args.file, args.output, group_index=group)
+    print(path, file=sys.stdout)
+    return 0
