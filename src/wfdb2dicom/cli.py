@@ -14,18 +14,30 @@ import sys
 from . import __version__
 from .errors import ConversionError
 
-COMMAND_MODULES = (
-    "wfdb2dicom.commands",
-    "wfdb2dicom.batch.cli",
-    "wfdb2dicom.verify",
-    "wfdb2dicom.to_wfdb",
-    "wfdb2dicom.preview",
-    "wfdb2dicom.send",
-)
-"""Modules whose ``register`` adds subcommands, in the order ``--help`` lists them."""
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("wfdb2dicom.commands", "convert one WFDB record to a DICOM ECG object"),
+    "validate": ("wfdb2dicom.commands",
+                 "check DICOM ECG objects (integrity check, and dciodvfy when installed)"),
+    "demo": ("wfdb2dicom.commands",
+             "make a small MIMIC-IV-ECG-shaped sample corpus and convert it"),
+    "batch": ("wfdb2dicom.batch.cli",
+              "convert every record listed in a CSV (the seed's run_convert.py)"),
+    "verify": ("wfdb2dicom.verify",
+               "prove converted objects equal their WFDB source (samples and physical values)"),
+    "to-wfdb": ("wfdb2dicom.to_wfdb", "write DICOM ECG objects (ours or vendors') as WFDB"),
+    "preview": ("wfdb2dicom.preview", "draw a DICOM ECG as the standard 12-lead printout"),
+    "send": ("wfdb2dicom.send",
+             "send a batch run's objects to a PACS (C-STORE) or DICOMweb server (STOW-RS)"),
+}
+"""Subcommand -> (module whose ``register`` adds it, one-line help), in ``--help`` order.
+
+Only the module of the command being run is imported: the others pull in pydicom, wfdb,
+pandas or matplotlib, which would make every ``--help`` take seconds.
+"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the chosen command's module is imported."""
     parser = argparse.ArgumentParser(
         prog="wfdb2dicom",
         description="Convert WFDB ECG records (MIMIC-IV-ECG and others) to DICOM ECG waveform "
@@ -33,13 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    words = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")]
+    chosen = words[0] if words and words[0] in COMMANDS else None
+    registered: set[str] = set()
+    for name, (module, summary) in COMMANDS.items():
+        if name in registered:
+            continue
+        if chosen is not None and COMMANDS[chosen][0] == module:
+            before = set(subparsers.choices)
+            importlib.import_module(module).register(subparsers)
+            registered |= set(subparsers.choices) - before
+        else:
+            subparsers.add_parser(name, help=summary, description=summary)
+            registered.add(name)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv if argv is not None else sys.argv[1:])
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
