@@ -13,7 +13,8 @@ import datetime as dt
 import math
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -149,23 +150,25 @@ def _number(text: str | None) -> float | None:
 class MetadataTable:
     """Rows of machine_measurements (or the seed's df_info) looked up by study_id."""
 
-    def __init__(self, table: pa.Table) -> None:
+    def __init__(self, table: pa.Table, *, cleaned: bool = False) -> None:
+        """``cleaned``: the table already went through ``_clean_table`` (the CSV reader's)."""
 
         if "study_id" not in table.column_names:
             raise ConversionError("metadata table has no study_id column")
-        table = _clean_table(table)
-        keys = [normalise_study_id(v) if v is not None else "" for v in
-                table.column("study_id").to_pylist()]
-        self._table = table
+        self._table = table = table if cleaned else _clean_table(table)
+        self._batches = table.to_batches()
+        self._batch_starts = np.cumsum([0] + [b.num_rows for b in self._batches])[:-1]
         self._int_keys: np.ndarray | None = None
         self._order: np.ndarray | None = None
         self._dict_keys: dict[str, int] | None = None
-        if keys and all(k.isdigit() and len(k) < 19 for k in keys):
-            ints = np.fromiter((int(k) for k in keys), dtype=np.int64, count=len(keys))
+        ints = _integer_keys(table.column("study_id"))
+        if ints is not None:
             # stable sort: with duplicate study_ids the first row of the table wins
             self._order = np.argsort(ints, kind="stable")
             self._int_keys = ints[self._order]
         else:
+            keys = [normalise_study_id(v) if v is not None else "" for v in
+                    table.column("study_id").to_pylist()]
             self._dict_keys = {}
             for index, key in enumerate(keys):
                 self._dict_keys.setdefault(key, index)
@@ -187,7 +190,8 @@ class MetadataTable:
                 import pyarrow.parquet as pq
 
                 return cls(pq.read_table(path))
-            return cls(_read_csv_as_strings(path))
+            with _loading_memory():
+                return cls(_read_csv_as_strings(path), cleaned=True)
         except ConversionError:
             raise
         except Exception as exc:  # pyarrow/pandas raise many types for malformed files
@@ -243,39 +247,84 @@ class MetadataTable:
         import pyarrow as pa
 
         indices = self._row_indices(study_ids)
-        found = [i for i in indices if i is not None]
-        if not found:
+        found = np.array([i for i in indices if i is not None], dtype=np.int64)
+        if not len(found):
             return [None] * len(indices)
-        taken = self._table.take(pa.array(found, type=pa.int64()))
-        names = taken.column_names
-        columns = [taken.column(n).to_pylist() for n in names]
-        rows = iter(zip(*columns, strict=True))
-        result: list[dict[str, str] | None] = []
-        for index in indices:
-            if index is None:
-                result.append(None)
-            else:
-                values = next(rows)
-                result.append({n: v for n, v in zip(names, values, strict=True) if v is not None})
-        return result
+        # Take within each record batch: a take across a many-chunked table concatenates
+        # the chunks first, which costs the whole table per call.
+        batch_of = np.searchsorted(self._batch_starts, found, side="right") - 1
+        names = self._table.column_names
+        rows_by_index: dict[int, dict[str, str]] = {}
+        for batch_index in np.unique(batch_of).tolist():
+            wanted = found[batch_of == batch_index]
+            local = pa.array(wanted - self._batch_starts[batch_index], type=pa.int64())
+            taken = self._batches[batch_index].take(local)
+            columns = [taken.column(i).to_pylist() for i in range(len(names))]
+            for index, values in zip(wanted.tolist(), zip(*columns, strict=True), strict=True):
+                rows_by_index[index] = {n: v for n, v in zip(names, values, strict=True)
+                                        if v is not None}
+        return [None if i is None else rows_by_index[i] for i in indices]
+
+
+@contextmanager
+def _loading_memory() -> Iterator[None]:
+    """Load with Arrow's jemalloc pool, returning freed pages at once (where available).
+
+    Loading streams the CSV batch by batch; the default allocator keeps the freed batch
+    buffers, which for all of MIMIC-IV-ECG costs as much again as the table itself. The
+    arrays made here keep their pool; the process default is restored afterwards.
+    """
+    import pyarrow as pa
+
+    previous = pa.default_memory_pool()
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)
+    except (NotImplementedError, AttributeError, pa.ArrowNotImplementedError):
+        yield
+        return
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
 
 
 def _clean_table(table: pa.Table) -> pa.Table:
     """The columns we use, as strings, stripped, empty -> null: once, vectorised.
 
     Doing it here rather than per lookup keeps the batch parent's per-row cost low (it
-    shares the CPU with the workers).
+    shares the CPU with the workers). Column by column, each original released as its clean
+    copy is made, so the peak stays near the table's own size (800,000 MIMIC rows).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    columns = {}
-    for name in table.column_names:
+    for name in list(table.column_names):
+        index = table.column_names.index(name)
         if name not in _USED_COLUMNS:
+            table = table.remove_column(index)
             continue
         column = pc.utf8_trim_whitespace(table.column(name).cast(pa.string()))
-        columns[name] = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
-    return pa.table(columns).combine_chunks()  # one chunk: take() is much faster
+        column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
+        table = table.set_column(index, name, column)
+    return table
+
+
+def _integer_keys(column: pa.ChunkedArray) -> np.ndarray | None:
+    """The study_ids as int64 when all are plain numbers (``40689238`` or ``40689238.0``).
+
+    Vectorised: a Python string per row would cost more memory than the table itself.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column.null_count:
+        return None
+    text = pc.replace_substring_regex(column, r"\.0$", "")
+    if not pc.all(pc.match_substring_regex(text, r"^[0-9]{1,18}$")).as_py():
+        return None
+    return pc.cast(text, pa.int64()).to_numpy()
 
 
 def _is_missing(value: object) -> bool:
@@ -296,14 +345,25 @@ def _read_csv_as_strings(path: Path) -> pa.Table:
         names = next(csv.reader(handle), None)
     if not names:
         raise ConversionError(f"metadata {path.name} is empty")
-    return pacsv.read_csv(
+    used = [name for name in names if name in _USED_COLUMNS]
+    if "study_id" not in used:
+        raise ConversionError(f"metadata {path.name} has no study_id column")
+    # Streamed and cleaned batch by batch: reading the whole file at once keeps its buffers
+    # alive beside the table (hundreds of MB for all of MIMIC-IV-ECG).
+    reader = pacsv.open_csv(
         path,
+        read_options=pacsv.ReadOptions(block_size=8 << 20),
         convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in names},
+            column_types={name: pa.string() for name in used},
+            include_columns=used,
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         ),
     )
+    batches = [_clean_table(pa.Table.from_batches([batch])) for batch in reader]
+    if not batches:
+        return pa.table({name: pa.array([], pa.string()) for name in used})
+    return pa.concat_tables(batches)
 
 
 def _load_pickle(path: Path) -> pd.DataFrame:
