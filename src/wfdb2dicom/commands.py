@@ -3,37 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import warnings
 from pathlib import Path
 
 from .builder import ConversionOptions
+from .cli_options import add_conversion_options
 from .errors import ConversionError
-
-
-def iso_datetime(text: str) -> dt.datetime:
-    """argparse type for ``--acquisition-datetime`` (ISO 8601, e.g. 2180-07-23T21:40:00)."""
-    try:
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO date and time (e.g. 2180-07-23T21:40:00)"
-        ) from None
-
-
-def add_conversion_options(parser: argparse.ArgumentParser) -> None:
-    """The options of the core conversion, shared by ``convert`` and ``batch``."""
-    group = parser.add_argument_group("conversion")
-    group.add_argument("--uid-root", metavar="ROOT",
-                       help="derive UIDs under this root (default: UUID-derived 2.25.)")
-    group.add_argument("--no-annotations", action="store_true",
-                       help="signal only: leave out machine measurements and report statements")
-    group.add_argument("--acquisition-datetime", type=iso_datetime, metavar="ISO",
-                       help="acquisition time to use when neither the header nor the metadata "
-                       "give one")
-    group.add_argument("--no-checksum", action="store_true",
-                       help="convert even when the header checksums do not match the samples")
 
 
 def conversion_options(args: argparse.Namespace) -> ConversionOptions:

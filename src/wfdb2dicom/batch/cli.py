@@ -8,11 +8,11 @@ conversion and ``--verify-existing`` are added. ``register`` plugs the subcomman
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
 from pathlib import Path
 
+from ..cli_options import add_conversion_options
 from ..errors import ConversionError
 
 DESCRIPTION = (
@@ -42,13 +42,6 @@ exit status:
   2  bad arguments or unusable inputs (nothing converted)
   130  interrupted (Ctrl-C): run the same command again to resume
 """
-
-
-def _iso_datetime(text: str) -> dt.datetime:
-    try:
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO date-time: {text!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,16 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="convert every row again, even those already done")
     seed.add_argument("--error_log", type=Path,
                       help="error log (default OUTPUT_CSV.errors.log)")
-    conv = parser.add_argument_group("conversion")
-    conv.add_argument("--uid-root",
-                      help="derive UIDs by hashing under this root (default: 2.25.<UUID>)")
-    conv.add_argument("--no-annotations", action="store_true",
-                      help="leave out the machine statements and measurements")
-    conv.add_argument("--acquisition-datetime", type=_iso_datetime, metavar="ISO",
-                      help="acquisition time for records that have none in the header or "
-                      "metadata")
-    conv.add_argument("--no-checksum", action="store_true",
-                      help="convert records whose WFDB checksums do not match")
+    conv = add_conversion_options(parser)
     conv.add_argument("--verify-existing", action="store_true",
                       help="on resume, re-read each done file and redo those failing the "
                       "quick check (slower: every file is read)")

@@ -1,0 +1,35 @@
+"""Command-line options shared by ``convert`` and ``batch``.
+
+Kept free of heavy imports: ``batch`` builds its parser before deciding whether there is any
+work, and a resume with nothing to do must not pay for pydicom.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+
+def iso_datetime(text: str) -> dt.datetime:
+    """argparse type for ``--acquisition-datetime`` (ISO 8601, e.g. 2180-07-23T21:40:00)."""
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date and time (e.g. 2180-07-23T21:40:00)"
+        ) from None
+
+
+def add_conversion_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The options of the core conversion; returns their group for callers to extend."""
+    group = parser.add_argument_group("conversion")
+    group.add_argument("--uid-root", metavar="ROOT",
+                       help="derive UIDs under this root (default: UUID-derived 2.25.)")
+    group.add_argument("--no-annotations", action="store_true",
+                       help="signal only: leave out machine measurements and report statements")
+    group.add_argument("--acquisition-datetime", type=iso_datetime, metavar="ISO",
+                       help="acquisition time to use when neither the header nor the metadata "
+                       "give one")
+    group.add_argument("--no-checksum", action="store_true",
+                       help="convert even when the header checksums do not match the samples")
+    return group
