@@ -82,3 +82,18 @@ def test_verify_single_record(physionet_dir, tmp_path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     other = verify(str(physionet_dir / "test01_00s"), str(out))
     assert other.returncode == 1 and "not in the record" in other.stdout
+
+
+def test_verify_a_batch_run_by_its_output_csv_alone(demo_corpus, tmp_path) -> None:
+    """`verify --output_csv RUN.csv`: the run's --wfdb_dir comes from its ledger."""
+    out = tmp_path / "run.csv"
+    batch = subprocess.run(
+        [sys.executable, "-m", "wfdb2dicom.cli", "batch", "--input_csv",
+         str(demo_corpus.record_list_csv), "--output_csv", str(out), "--wfdb_dir",
+         str(demo_corpus.root), "--dcm_dir", str(tmp_path / "dcm"), "--df_info_pkl",
+         str(demo_corpus.machine_measurements_csv), "--workers", "2"],
+        capture_output=True, text=True, timeout=300)
+    assert batch.returncode == 1  # the corpus's deliberately broken records
+    proc = verify("--output_csv", str(out), "--workers", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{len(demo_corpus.good)} passed, 0 failed" in proc.stdout

@@ -152,12 +152,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "source read by the wfdb package: stored samples bit for bit, physical values within "
         "float tolerance, plus the integrity check. Either one record and its object "
         "(verify RECORD FILE.dcm) or every converted row of a batch run (verify --output_csv "
-        "RUN.csv --wfdb_dir DIR). Exit 0 when everything passes, 1 on any failure.",
+        "RUN.csv; the run's --wfdb_dir is read from its ledger unless given). Exit 0 when "
+        "everything passes, 1 on any failure.",
     )
     parser.add_argument("record", nargs="?", help="WFDB record path (without extension)")
     parser.add_argument("dcm", nargs="?", help="the DICOM object made from it")
     parser.add_argument("--output_csv", type=Path, help="a batch run's output CSV")
-    parser.add_argument("--wfdb_dir", type=Path, help="the run's --wfdb_dir (record root)")
+    parser.add_argument("--wfdb_dir", type=Path,
+                        help="the run's record root (default: what the batch run recorded)")
     parser.add_argument("--study_id_col", default="study_id")
     parser.add_argument("--path_col", default="path")
     parser.add_argument("--dcm_path_col", default="dcm_path")
@@ -171,9 +173,18 @@ def run(args: argparse.Namespace) -> int:
     if args.output_csv:
         if args.record or args.dcm:
             raise ConversionError("give either RECORD FILE.dcm or --output_csv, not both")
-        if args.wfdb_dir is None:
-            raise ConversionError("--output_csv needs --wfdb_dir (the run's record root)")
-        tasks = read_run(args.output_csv, args.wfdb_dir, study_id_col=args.study_id_col,
+        wfdb_dir = args.wfdb_dir
+        if wfdb_dir is None:
+            from .batch.ledger import recorded_meta
+
+            recorded = recorded_meta(args.output_csv, "wfdb_dir")
+            if recorded is None:
+                raise ConversionError(
+                    "no --wfdb_dir given and none recorded for this run (its ledger is "
+                    "missing): give --wfdb_dir, the run's record root"
+                )
+            wfdb_dir = Path(recorded)
+        tasks = read_run(args.output_csv, wfdb_dir, study_id_col=args.study_id_col,
                          path_col=args.path_col, dcm_path_col=args.dcm_path_col,
                          error_col=args.error_col)
         verdicts = verify_run(tasks, args.workers)

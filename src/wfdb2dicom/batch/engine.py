@@ -125,6 +125,7 @@ def run_batch(config: BatchConfig, *, stdout: TextIO | None = None,
     config.output_csv.parent.mkdir(parents=True, exist_ok=True)
     layout = Layout(config.wfdb_dir, config.dcm_dir)
     with Ledger.open(ledger_path(config.output_csv)) as ledger:
+        ledger.set_meta("wfdb_dir", layout.wfdb_root)  # lets `wfdb2dicom verify` find sources
         log = ErrorLog(config.error_log_path)
         for done_by_us in (config.output_csv, log.path):  # a kill while they were replaced
             sweep_temps(str(done_by_us))

@@ -177,5 +177,25 @@ class Ledger:
                 raise BatchError(f"cannot write ledger {self.path}: {exc}") from None
             raise
 
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a fact about the run (e.g. its ``wfdb_dir``, for ``wfdb2dicom verify``)."""
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def set_log_size(self, log_path: str, size: int) -> None:
         self.commit((), log_path=log_path, log_size=size)
+
+
+def recorded_meta(output_csv: str | os.PathLike[str], key: str) -> str | None:
+    """A fact a finished run recorded in its ledger, read without locking it; None if absent."""
+    path = ledger_path(output_csv)
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=1)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
