@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from matplotlib.image import imread
+from matplotlib.lines import Line2D
 from pydicom.data import get_testdata_file
+from pydicom.waveforms import multiplex_array
 
 from wfdb2dicom import preview
 from wfdb2dicom.convert import convert_record
-from wfdb2dicom.dicom_ecg import read_dicom_ecg
+from wfdb2dicom.dicom_ecg import lead_name, read_dicom_ecg
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +58,159 @@ def test_unsupported_format_is_refused(objects: list[Path], tmp_path: Path) -> N
     with pytest.raises(ConversionError, match="unsupported preview format"):
         preview.render_preview(objects[0], tmp_path / "x.gif")
     assert not np.any([p.suffix == ".gif" for p in tmp_path.iterdir()])
+
+
+# --- geometry, layout and scale, checked on the drawing itself -------------------------------
+
+STANDARD_ORDER = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+MDC_NUMBERS = {"I": 1, "II": 2, "III": 61, "aVR": 62, "aVL": 63, "aVF": 64,
+               "V1": 3, "V2": 4, "V3": 5, "V4": 6, "V5": 7, "V6": 8}
+
+
+@pytest.fixture(scope="module")
+def mortara(shared_data: Path) -> Path:
+    return shared_data / "dicom" / "anonymous_ecg.dcm"
+
+
+def variant(source: Path, out: Path, order: list[str], *, decimate: int = 1,
+            labels: list[str] | None = None) -> Path:
+    """The Mortara recording re-encoded as other writers do: other lead order and rate, MDC
+    codes, millivolts, a channel baseline; or uncoded channels with only a label."""
+    ds = pydicom.dcmread(source)
+    group = ds.WaveformSequence[0]
+    raw = multiplex_array(ds, 0, as_raw=True)
+    index = {lead_name(c): i for i, c in enumerate(read_dicom_ecg(ds).groups[0].channels)}
+    columns = [index[name] for name in order]
+    samples = np.ascontiguousarray(raw[::decimate, columns])
+    definitions = [group.ChannelDefinitionSequence[i] for i in columns]
+    for n, (name, item) in enumerate(zip(order, definitions, strict=True)):
+        code = item.ChannelSourceSequence[0]
+        code.CodeValue, code.CodingSchemeDesignator = f"2:{MDC_NUMBERS[name]}", "MDC"
+        item.ChannelSensitivity = "0.00125"
+        units = item.ChannelSensitivityUnitsSequence[0]
+        units.CodeValue, units.CodeMeaning = "mV", "millivolt"
+        item.ChannelBaseline = "0.05"
+        if labels is not None:
+            item.ChannelLabel = labels[n]
+            del item.ChannelSourceSequence
+    group.ChannelDefinitionSequence = definitions
+    group.NumberOfWaveformChannels = len(columns)
+    group.NumberOfWaveformSamples = samples.shape[0]
+    group.SamplingFrequency = f"{float(group.SamplingFrequency) / decimate:g}"
+    group.WaveformData = samples.astype("<i2").tobytes()
+    ds.WaveformSequence = [group]
+    ds.save_as(out)
+    return out
+
+
+def traces(figure) -> dict[str, Line2D]:
+    return {line.get_gid()[len("trace:"):]: line for line in figure.axes[0].lines
+            if (line.get_gid() or "").startswith("trace:")}
+
+
+def test_a_millimetre_is_square_in_pixels(mortara: Path) -> None:
+    figure = preview.build_figure(read_dicom_ecg(mortara))
+    axes = figure.axes[0]
+    assert axes.get_gid() == "ecg-grid" and axes.get_aspect() == 1.0
+    figure.canvas.draw()
+    (x0, y0), (x1, y1) = axes.transData.transform([(0, 0), (1, 1)])
+    assert x1 - x0 == pytest.approx(y1 - y0, rel=1e-6)
+    assert x1 - x0 == pytest.approx(preview.DPI / 25.4, rel=1e-6)
+
+
+def test_paper_has_1_mm_and_5_mm_lines(mortara: Path) -> None:
+    axes = preview.build_figure(read_dicom_ecg(mortara)).axes[0]
+    spacing = {}
+    for collection in axes.collections:
+        verticals = sorted({seg[0][0] for seg in collection.get_segments()
+                            if seg[0][0] == seg[1][0]})
+        horizontals = sorted({seg[0][1] for seg in collection.get_segments()
+                              if seg[0][1] == seg[1][1]})
+        spacing[collection.get_gid()] = (set(np.round(np.diff(verticals), 9)),
+                                        set(np.round(np.diff(horizontals), 9)))
+    assert spacing["paper:1mm"] == ({1.0}, {1.0})
+    assert spacing["paper:5mm"] == ({5.0}, {5.0})
+
+
+def test_standard_layout_and_25_mm_per_second(mortara: Path) -> None:
+    figure = preview.build_figure(read_dicom_ecg(mortara))
+    drawn = traces(figure)
+    fs = 1000.0
+    for row in preview.TWELVE_LEAD_ROWS:
+        for column, lead in enumerate(row):
+            start = column * 2.5
+            line = drawn[f"{lead}:{start:g}-{start + 2.5:g}"]
+            x = line.get_xdata()
+            assert len(x) == 2500
+            assert x[0] == pytest.approx(preview.TRACE_START + start * 25.0)
+            assert np.diff(x) == pytest.approx(25.0 / fs)
+    rhythm = drawn["II:0-10"]
+    assert np.ptp(rhythm.get_xdata()) == pytest.approx(9.999 * 25.0)
+    # a calibration pulse per row, 1 mV (10 mm) high and 0.2 s (5 mm) wide
+    pulses = [line for line in figure.axes[0].lines if line.get_gid() == "calibration"]
+    assert len(pulses) == 4
+    for pulse in pulses:
+        assert np.ptp(pulse.get_ydata()) == pytest.approx(10.0)
+        assert pulse.get_xdata()[3] - pulse.get_xdata()[2] == pytest.approx(5.0)
+
+
+def test_any_rate_order_and_units(mortara: Path, tmp_path: Path) -> None:
+    """500 Hz, MIMIC lead order, millivolts with a baseline, V4 missing: same picture."""
+    order = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V5", "V6"]
+    dcm = variant(mortara, tmp_path / "v.dcm", order, decimate=2)
+    ecg = read_dicom_ecg(dcm)
+    figure = preview.build_figure(ecg)
+    drawn = traces(figure)
+    line = drawn["aVL:2.5-5"]
+    x = line.get_xdata()
+    assert len(x) == 1250 and np.diff(x) == pytest.approx(25.0 / 500)
+    assert x[0] == pytest.approx(preview.TRACE_START + 2.5 * 25.0)
+    # amplitude: 10 mm per mV of DICOM's physical value (less the median over the strip)
+    physical = multiplex_array(pydicom.dcmread(dcm), 0, as_raw=False)[:, order.index("aVL")]
+    y = np.asarray(line.get_ydata())
+    expected = (physical[1250:2500] - np.median(physical[:5000])) * 10.0
+    np.testing.assert_allclose(y - y[0], expected - expected[0], atol=1e-9)
+    # the original (microvolt, 1000 Hz) draws the same waveform at the same place
+    original = traces(preview.build_figure(read_dicom_ecg(mortara)))["aVL:2.5-5"]
+    y_original = np.asarray(original.get_ydata())[::2]
+    np.testing.assert_allclose(y_original - y_original[0], y - y[0], atol=1e-9)
+    assert "V4:7.5-10" not in drawn
+    labels = [t.get_text() for t in figure.axes[0].texts]
+    assert "V4 (absent)" in labels
+
+
+def test_records_without_standard_leads_are_stacked(mortara: Path, tmp_path: Path) -> None:
+    dcm = variant(mortara, tmp_path / "s.dcm", ["I", "II", "V1", "V5"],
+                  labels=["ECG 1", "ECG 2", "ECG 3", "ECG 4"])
+    figure = preview.build_figure(read_dicom_ecg(dcm))
+    assert sorted(traces(figure)) == ["ECG 1:0-10", "ECG 2:0-10", "ECG 3:0-10", "ECG 4:0-10"]
+    png = preview.render_preview(dcm, tmp_path / "s.png")
+    height, width = imread(png).shape[:2]
+    assert width >= 1200 and height >= 600
+
+
+def test_paper_and_ink_are_in_the_png(mortara: Path, tmp_path: Path) -> None:
+    image = imread(preview.render_preview(mortara, tmp_path / "a.png"))[..., :3]
+    pink = (image[..., 0] > 0.85) & (image[..., 1] < 0.85) & (image[..., 2] < 0.9)
+    assert pink.mean() > 0.02  # the grid
+    assert (image.mean(axis=2) < 0.2).mean() > 0.002  # traces and text
+
+
+def test_cli_preview(mortara: Path, tmp_path: Path) -> None:
+    from wfdb2dicom import cli
+
+    out = tmp_path / "median.png"
+    assert cli.main(["preview", str(mortara), "-o", str(out), "--group", "2"]) == 0
+    assert imread(out).shape[1] >= 1200
+    assert cli.main(["preview", str(mortara), "-o", str(tmp_path / "x.jpg")]) != 0
+
+
+def test_median_beat_is_drawn_whole_in_every_cell(mortara: Path) -> None:
+    figure = preview.build_figure(read_dicom_ecg(mortara), group_index=1)
+    drawn = traces(figure)
+    for row in preview.TWELVE_LEAD_ROWS:
+        for column, lead in enumerate(row):
+            start = column * 2.5
+            x = drawn[f"{lead}:{start:g}-{start + 2.5:g}"].get_xdata()
+            assert len(x) == 1200  # the whole 1.2 s beat
+            assert x[0] == pytest.approx(preview.TRACE_START + start * 25.0)

@@ -1,7 +1,8 @@
-"""DICOM ECG (ours and vendors') -> WFDB: bit-exact samples, lead names, scale, time."""
+"""to-wfdb: DICOM ECG -> WFDB, checked with wfdb's reader against pydicom's decoding."""
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -11,58 +12,205 @@ import pydicom
 import pytest
 import wfdb
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
 from pydicom.waveforms import multiplex_array
 
-from wfdb2dicom.convert import convert_record
-from wfdb2dicom.dicom_ecg import read_dicom_ecg
+from wfdb2dicom.dicom_ecg import lead_name, read_dicom_ecg
+from wfdb2dicom.errors import ConversionError
 from wfdb2dicom.to_wfdb import dicom_to_wfdb
 
-STANDARD = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+STANDARD_ORDER = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+MIMIC_ORDER = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
+MDC_NUMBERS = {"I": 1, "II": 2, "III": 61, "aVR": 62, "aVL": 63, "aVF": 64,
+               "V1": 3, "V2": 4, "V3": 5, "V4": 6, "V5": 7, "V6": 8}
 
 
-def vendor_objects(shared_data: Path) -> list[Path]:
-    return [shared_data / "dicom" / "anonymous_ecg.dcm",
-            Path(get_testdata_file("waveform_ecg.dcm"))]
+@pytest.fixture(scope="session")
+def mortara(shared_data: Path) -> Path:
+    return shared_data / "dicom" / "anonymous_ecg.dcm"
 
 
-def physical(ds: pydicom.Dataset, group: int) -> np.ndarray:
-    return multiplex_array(ds, group, as_raw=False)
+@pytest.fixture(params=["shared", "pydicom"])
+def vendor_ecg(request: pytest.FixtureRequest, shared_data: Path) -> Path:
+    """The two reference vendor objects (the same Mortara recording, shipped twice)."""
+    if request.param == "shared":
+        return shared_data / "dicom" / "anonymous_ecg.dcm"
+    return Path(get_testdata_file("waveform_ecg.dcm"))
 
 
-@pytest.mark.parametrize("which", [0, 1], ids=["mortara", "pydicom-waveform_ecg"])
-def test_vendor_objects_round_trip_group_1(shared_data: Path, tmp_path: Path, which: int) -> None:
-    source = vendor_objects(shared_data)[which]
+def derived_object(
+    source: Path, out: Path, *, order: list[str], decimate: int = 1, mdc: bool = False,
+    millivolts: bool = False, baseline_mv: float = 0.0, labels: list[str] | None = None,
+) -> Path:
+    """A variant of a real object: other lead order, rate, coding, units, baseline.
+
+    Built from the Mortara recording's own samples, so the signal stays real while the
+    encoding takes the forms other writers use.
+    """
     ds = pydicom.dcmread(source)
-    written = dicom_to_wfdb(source, tmp_path)
-    assert len(written) == len(ds.WaveformSequence)
-    record = wfdb.rdrecord(str(written[0]), physical=False)
-    np.testing.assert_array_equal(record.d_signal, multiplex_array(ds, 0, as_raw=True))
-    assert record.sig_name == STANDARD  # from the SCPECG / MDC channel source codes
-    scaled = wfdb.rdrecord(str(written[0]))
-    units = {i.ChannelSensitivityUnitsSequence[0].CodeValue
-             for i in ds.WaveformSequence[0].ChannelDefinitionSequence}
-    assert set(scaled.units) == units
-    np.testing.assert_allclose(scaled.p_signal, physical(ds, 0), rtol=1e-9, atol=1e-6)
-    moment = read_dicom_ecg(source).acquisition_datetime
-    assert (scaled.base_date, scaled.base_time.replace(microsecond=0)) == (
-        moment.date(), moment.time().replace(microsecond=0))
+    group = ds.WaveformSequence[0]
+    raw = multiplex_array(ds, 0, as_raw=True)
+    by_name = {lead_name(c): i for i, c in enumerate(read_dicom_ecg(ds).groups[0].channels)}
+    columns = [by_name[name] for name in order]
+    samples = np.ascontiguousarray(raw[::decimate, columns])
+    definitions = [group.ChannelDefinitionSequence[i] for i in columns]
+    for name, item in zip(order, definitions, strict=True):
+        if mdc:
+            code = item.ChannelSourceSequence[0]
+            code.CodeValue, code.CodingSchemeDesignator = f"2:{MDC_NUMBERS[name]}", "MDC"
+            del code.CodingSchemeVersion
+        if millivolts:
+            item.ChannelSensitivity = "0.00125"
+            units = item.ChannelSensitivityUnitsSequence[0]
+            units.CodeValue, units.CodeMeaning = "mV", "millivolt"
+        item.ChannelBaseline = f"{baseline_mv:g}"
+    if labels is not None:
+        for label, item in zip(labels, definitions, strict=True):
+            item.ChannelLabel = label
+            del item.ChannelSourceSequence
+    group.ChannelDefinitionSequence = definitions
+    group.NumberOfWaveformChannels = len(columns)
+    group.NumberOfWaveformSamples = samples.shape[0]
+    group.SamplingFrequency = f"{float(group.SamplingFrequency) / decimate:g}"
+    group.WaveformData = samples.astype("<i2").tobytes()
+    ds.WaveformSequence = [group]
+    del ds.WaveformAnnotationSequence
+    ds.save_as(out)
+    return out
 
 
-def test_our_objects_round_trip(demo_corpus, demo_metadata, tmp_path: Path) -> None:
-    """WFDB -> our DICOM -> WFDB gives the original samples, names and physical values."""
-    for rel in demo_corpus.good[:4]:
-        original = demo_corpus.root / rel
-        dcm = convert_record(original, tmp_path / f"{Path(rel).name}.dcm", demo_metadata)
-        back = dicom_to_wfdb(dcm, tmp_path / "back")[0]
-        a = wfdb.rdrecord(str(original), physical=False)
-        b = wfdb.rdrecord(str(back), physical=False)
-        np.testing.assert_array_equal(b.d_signal, a.d_signal)
-        assert b.sig_name == a.sig_name
-        pa, pb = wfdb.rdrecord(str(original)).p_signal, wfdb.rdrecord(str(back)).p_signal
-        np.testing.assert_allclose(pb, pa, rtol=1e-9, equal_nan=True)
+def test_vendor_object_round_trips_bit_exact(vendor_ecg: Path, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(vendor_ecg)
+    records = dicom_to_wfdb(vendor_ecg, tmp_path)
+    assert [r.name for r in records] == [vendor_ecg.stem, f"{vendor_ecg.stem}_2"]
+    for index, base in enumerate(records):
+        digital = wfdb.rdrecord(str(base), physical=False)
+        raw = multiplex_array(ds, index, as_raw=True)
+        assert digital.d_signal.shape == raw.shape
+        assert np.array_equal(digital.d_signal, raw)
+        assert digital.fmt == ["16"] * 12
+        assert digital.sig_name == STANDARD_ORDER
+        assert digital.fs == 1000
+        physical = wfdb.rdrecord(str(base))
+        assert physical.units == ["uV"] * 12
+        np.testing.assert_allclose(
+            physical.p_signal, multiplex_array(ds, index, as_raw=False), rtol=1e-12, atol=1e-9
+        )
+        assert physical.base_datetime == dt.datetime(2013, 1, 25, 10, 59, 19)
+
+
+def test_header_comments_carry_ids_and_annotations(mortara: Path, tmp_path: Path) -> None:
+    rhythm, median = dicom_to_wfdb(mortara, tmp_path)
+    comments = wfdb.rdheader(str(rhythm)).comments
+    assert "patient_id: 642341" in comments
+    assert "study_id: 1" in comments
+    assert "statement: RITMO SINUSALE" in comments
+    assert "measurement: QRS Duration: 75 ms" in comments
+    assert comments[0] == "source: anonymous_ecg.dcm multiplex group 1 of 2 (RHYTHM)"
+    assert "multiplex group 2 of 2 (MEDIAN BEAT)" in wfdb.rdheader(str(median)).comments[0]
+
+
+def test_fiducial_points_go_to_an_annotation_file(mortara: Path, tmp_path: Path) -> None:
+    rhythm, _ = dicom_to_wfdb(mortara, tmp_path)
+    expected = sorted(
+        (position - 1, a.concept)
+        for a in read_dicom_ecg(mortara).annotations
+        for position in a.sample_positions
+    )
+    annotation = wfdb.rdann(str(rhythm), "ann")
+    assert len(expected) == 66
+    assert sorted(zip(annotation.sample.tolist(), annotation.aux_note, strict=True)) == expected
+
+
+def test_mdc_codes_millivolts_baseline_other_rate_and_order(mortara: Path, tmp_path: Path) -> None:
+    dcm = derived_object(mortara, tmp_path / "variant.dcm", order=MIMIC_ORDER, decimate=2,
+                         mdc=True, millivolts=True, baseline_mv=0.05)
+    ds = pydicom.dcmread(dcm)
+    (base,) = dicom_to_wfdb(dcm, tmp_path / "out")
+    digital = wfdb.rdrecord(str(base), physical=False)
+    assert np.array_equal(digital.d_signal, multiplex_array(ds, 0, as_raw=True))
+    assert digital.sig_name == MIMIC_ORDER
+    assert digital.fs == 500
+    assert digital.adc_gain == [800.0] * 12
+    assert digital.baseline == [-40] * 12
+    physical = wfdb.rdrecord(str(base))
+    assert physical.units == ["mV"] * 12
+    np.testing.assert_allclose(physical.p_signal, multiplex_array(ds, 0, as_raw=False),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_lowest_int16_is_a_sample_unless_it_is_the_padding_value(
+    mortara: Path, tmp_path: Path
+) -> None:
+    ds = pydicom.dcmread(mortara)
+    raw = multiplex_array(ds, 0, as_raw=True).copy()
+    raw[100:110, 3] = -32768
+    ds.WaveformSequence[0].WaveformData = raw.astype("<i2").tobytes()
+    ds.save_as(tmp_path / "unpadded.dcm")
+    ds.WaveformSequence[0].add_new(
+        "WaveformPaddingValue", "OW", (-32768).to_bytes(2, "little", signed=True)
+    )
+    ds.save_as(tmp_path / "padded.dcm")
+
+    (unpadded,) = dicom_to_wfdb(tmp_path / "unpadded.dcm", tmp_path / "a")[:1]
+    record = wfdb.rdrecord(str(unpadded))
+    assert record.fmt[0] == "32"  # in fmt 16, -32768 would read back as "no sample"
+    assert np.array_equal(wfdb.rdrecord(str(unpadded), physical=False).d_signal, raw)
+    assert np.isfinite(record.p_signal).all()
+
+    (padded,) = dicom_to_wfdb(tmp_path / "padded.dcm", tmp_path / "b")[:1]
+    record = wfdb.rdrecord(str(padded))
+    assert record.fmt[0] == "16"
+    assert np.array_equal(wfdb.rdrecord(str(padded), physical=False).d_signal, raw)
+    assert np.isnan(record.p_signal[100:110, 3]).all()
+    assert np.isfinite(np.delete(record.p_signal, 3, axis=1)).all()
+
+
+def test_baseline_that_wfdb_cannot_hold_is_refused(mortara: Path, tmp_path: Path) -> None:
+    dcm = derived_object(mortara, tmp_path / "odd.dcm", order=STANDARD_ORDER, baseline_mv=0.3)
+    with pytest.raises(ConversionError, match="whole number of sample units"):
+        dicom_to_wfdb(dcm, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("name", ["not_dicom", "not_waveform", "missing"])
+def test_non_ecg_inputs_raise_a_one_line_reason(
+    name: str, physionet_dir: Path, tmp_path: Path
+) -> None:
+    path = {
+        "not_dicom": physionet_dir / "100.hea",
+        "not_waveform": Path(get_testdata_file("CT_small.dcm")),
+        "missing": tmp_path / "nothing.dcm",
+    }[name]
+    with pytest.raises(ConversionError) as caught:
+        dicom_to_wfdb(path, tmp_path / "out")
+    message = str(caught.value)
+    assert "\n" not in message and path.name in message
+
+
+def _run(argv: list[str]) -> int:
+    from wfdb2dicom import cli
+
+    return cli.main(argv)
+
+
+def test_cli_reports_each_failure_on_one_line_and_converts_the_rest(
+    mortara: Path, physionet_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    status = _run(["to-wfdb", str(physionet_dir / "100.dat"), str(mortara), "-o", str(out)])
+    captured = capsys.readouterr()
+    assert status != 0
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 1
+    assert errors[0].startswith("wfdb2dicom to-wfdb: ") and "100.dat" in errors[0]
+    assert "Traceback" not in captured.err
+    assert (out / "anonymous_ecg.hea").exists() and (out / "anonymous_ecg_2.hea").exists()
+    assert str(out / "anonymous_ecg") in captured.out
 
 
 def test_cli_refuses_non_dicom_with_one_line(tmp_path: Path) -> None:
+    """As a user runs it: a separate process, nothing written, one line on stderr."""
     bogus = tmp_path / "not.dcm"
     bogus.write_text("hello")
     proc = subprocess.run([sys.executable, "-m", "wfdb2dicom.cli", "to-wfdb", str(bogus), "-o",
@@ -70,4 +218,71 @@ def test_cli_refuses_non_dicom_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "not.dcm is not a DICOM file" in lines[0]
     assert not list(tmp_path.glob("out/*.hea"))
+
+
+def test_cli_succeeds_on_good_input(mortara: Path, tmp_path: Path) -> None:
+    assert _run(["to-wfdb", str(mortara), "-o", str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("record", ["test01_00s", "s0010_re", "100", "3000003_0003"])
+def test_wfdb_to_our_dicom_and_back(record: str, physionet_dir: Path, tmp_path: Path) -> None:
+    """Our own objects come back as the record they were made from."""
+    convert = pytest.importorskip("wfdb2dicom.convert")
+    from wfdb2dicom.builder import ConversionOptions
+
+    when = dt.datetime(2180, 7, 23, 21, 40)
+    source = physionet_dir / record
+    ds = convert.record_to_dataset(source, options=ConversionOptions(acquisition_datetime=when))
+    dcm = tmp_path / f"{record}.dcm"
+    ds.save_as(dcm, enforce_file_format=True)
+    (base,) = dicom_to_wfdb(dcm, tmp_path / "out")
+
+    original = wfdb.rdrecord(str(source), physical=False)
+    back = wfdb.rdrecord(str(base), physical=False)
+    assert np.array_equal(back.d_signal, original.d_signal)
+    assert back.fs == original.fs
+    assert back.adc_gain == original.adc_gain
+    assert back.baseline == original.baseline
+    assert back.units == original.units
+    # lead names come back from the codes, so only their case may differ ("avr" -> "aVR")
+    assert [n.lower() for n in back.sig_name] == [n.lower() for n in original.sig_name]
+    # the builder takes the header's start only when it has a date; else the option's
+    assert wfdb.rdheader(str(base)).base_datetime == (original.base_datetime or when)
+    np.testing.assert_allclose(
+        wfdb.rdrecord(str(base)).p_signal, wfdb.rdrecord(str(source)).p_signal,
+        rtol=1e-12, atol=0, equal_nan=True,
+    )
+
+
+def test_our_objects_round_trip(demo_corpus, demo_metadata, tmp_path: Path) -> None:
+    """WFDB -> our DICOM -> WFDB gives the original samples, names, physical values, and the
+    machine statements and measurements as header comments."""
+    from wfdb2dicom.convert import convert_record
+
+    for rel in demo_corpus.good[:4]:
+        original = demo_corpus.root / rel
+        dcm = convert_record(original, tmp_path / f"{Path(rel).name}.dcm", demo_metadata)
+        ecg = read_dicom_ecg(dcm)
+        (back,) = dicom_to_wfdb(dcm, tmp_path / "back")
+        a = wfdb.rdrecord(str(original), physical=False)
+        b = wfdb.rdrecord(str(back), physical=False)
+        np.testing.assert_array_equal(b.d_signal, a.d_signal)
+        assert b.sig_name == a.sig_name
+        assert b.adc_gain == a.adc_gain and b.baseline == a.baseline
+        pa, pb = wfdb.rdrecord(str(original)).p_signal, wfdb.rdrecord(str(back)).p_signal
+        np.testing.assert_allclose(pb, pa, rtol=1e-12, equal_nan=True)
+        comments = wfdb.rdheader(str(back)).comments
+        assert f"patient_id: {ecg.patient_id}" in comments
+        for statement in ecg.statements:
+            assert f"statement: {' '.join(statement.split())}" in comments
+        assert sum(c.startswith("measurement: ") for c in comments) == len(ecg.measurements)
+
+
+def test_read_dicom_ecg_accepts_a_dataset(mortara: Path) -> None:
+    ecg = read_dicom_ecg(pydicom.dcmread(mortara))
+    assert isinstance(pydicom.dcmread(mortara), Dataset)
+    assert [g.label for g in ecg.groups] == ["RHYTHM", "MEDIAN BEAT"]
+    assert ecg.statements == ("RITMO SINUSALE", "ECG NORMALE")
+    assert ecg.acquisition_datetime == dt.datetime(2013, 1, 25, 10, 59, 19)

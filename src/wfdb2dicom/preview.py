@@ -52,8 +52,10 @@ ROW_PITCH = 35.0
 STACKED_PITCH = 30.0
 MAX_MARGIN = 45.0
 """Most room above the first / below the last zero line, mm; larger excursions are clipped."""
-HEADER_HEIGHT = 60.0
-"""Room above the grid for the header, mm (A4 for a 12-lead ECG of ordinary amplitude)."""
+HEADER_LINES = 12
+"""Most text lines in a header column."""
+HEADER_LINE = 3.6
+"""mm per header text line (7.5 pt at 1.35 line spacing)."""
 MIN_PAGE_HEIGHT = 105.0
 """At least 600 pixels high at DPI."""
 COLUMN_SECONDS = 2.5
@@ -117,12 +119,16 @@ def build_figure(
     by_name = {normalise_lead_name(name): i for i, name in reversed(list(enumerate(names)))}
     n_standard = sum(normalise_lead_name(lead) in by_name for row in TWELVE_LEAD_ROWS
                      for lead in row)
-    if n_standard >= MIN_STANDARD_LEADS:
+    twelve_lead = n_standard >= MIN_STANDARD_LEADS
+    if twelve_lead:
         bands, pitch = _twelve_lead_bands(by_name, names), ROW_PITCH
     else:
         bands, pitch = _stacked_bands(names), STACKED_PITCH
     rows, grid_height = _place_rows(bands, pitch, signals, group.sampling_frequency)
-    page_height = max(MIN_PAGE_HEIGHT, GRID_BOTTOM + grid_height + HEADER_HEIGHT)
+    columns = _header_columns(ecg, source_name)
+    page_height = max(MIN_PAGE_HEIGHT, GRID_BOTTOM + grid_height + _header_height(columns))
+    if twelve_lead:  # an ordinary 12-lead ECG fills an A4 page at true scale
+        page_height = max(page_height, PAGE_HEIGHT)
 
     figure = Figure(figsize=(PAGE_WIDTH / 25.4, page_height / 25.4), dpi=DPI)
     FigureCanvasAgg(figure)
@@ -142,6 +148,9 @@ def build_figure(
     _draw_paper(ax, GRID_WIDTH, grid_height)
 
     fs = group.sampling_frequency
+    # A group no longer than a column (a median beat) is drawn whole in every cell, as carts
+    # print median beats; a longer one runs on from column to column, as a rhythm does.
+    whole_in_each_cell = twelve_lead and group.duration <= COLUMN_SECONDS
     for row in rows:
         _draw_calibration(ax, row.centre)
         for number, (label, channel, start, end) in enumerate(row.cells):
@@ -156,16 +165,17 @@ def build_figure(
                           "pad": 0.8})
             if channel is None:
                 continue
-            first = math.ceil(start * fs - 1e-9)
-            last = min(math.ceil(end * fs - 1e-9), group.n_samples)
+            shift = start if whole_in_each_cell else 0.0
+            first = math.ceil((start - shift) * fs - 1e-9)
+            last = min(math.ceil((end - shift) * fs - 1e-9), group.n_samples)
             if last <= first:
                 continue
             index = np.arange(first, last)
-            ax.plot(TRACE_START + index / fs * PAPER_SPEED,
+            ax.plot(x_start + (index / fs - start + shift) * PAPER_SPEED,
                     row.centre + signals[channel][first:last] * PAPER_GAIN,
-                    color=TRACE_COLOUR, lw=0.6, gid=f"trace:{label}:{start:g}")
+                    color=TRACE_COLOUR, lw=0.6, gid=f"trace:{label}:{start:g}-{end:g}")
 
-    _draw_header(figure, ecg, group, page_height, grid_height, source_name, n_standard)
+    _draw_header(figure, columns, group, len(ecg.groups), page_height, twelve_lead)
     return figure
 
 
@@ -264,30 +274,14 @@ def _draw_calibration(ax, centre: float) -> None:
             color=TRACE_COLOUR, lw=0.8, gid="calibration", solid_joinstyle="miter")
 
 
-def _draw_header(
-    figure: Figure, ecg: DicomEcg, group: DicomGroup, page_height: float, grid_height: float,
-    source_name: str, n_standard: int,
-) -> None:
-    """Identification, measurements, statements, and the recording settings."""
-    top = page_height - 7.0
-    bottom = GRID_BOTTOM + grid_height + 3.0
-    line = 3.6  # mm per 8 pt line
-    capacity = max(1, int((top - bottom) / line))
+def _header_columns(ecg: DicomEcg, source_name: str) -> list[tuple[float, str, list[str]]]:
+    """(page x in mm, title, wrapped lines) of each header column, at most HEADER_LINES long.
 
-    def column(x: float, title: str, lines: Iterable[str], width: int) -> None:
-        wrapped: list[str] = []
-        for text in lines:
-            wrapped.extend(textwrap.wrap(text, width) or [""])
-        if len(wrapped) > capacity - 1:
-            hidden = len(wrapped) - (capacity - 2)
-            wrapped = wrapped[: capacity - 2] + [f"... {hidden} more lines"]
-        figure.text(x / PAGE_WIDTH, top / page_height, title, fontsize=8.5,
-                    fontweight="bold", va="top", ha="left")
-        figure.text(x / PAGE_WIDTH, (top - line) / page_height, "\n".join(wrapped),
-                    fontsize=7.5, va="top", ha="left", linespacing=1.35, family="sans-serif")
-
-    acquired = ecg.acquisition_datetime.strftime("%Y-%m-%d %H:%M:%S") \
-        if ecg.acquisition_datetime else "not stated"
+    Fixed column positions and widths in characters keep the columns from running into each
+    other; what does not fit is counted, not drawn over the grid.
+    """
+    acquired = (ecg.acquisition_datetime.strftime("%Y-%m-%d %H:%M:%S")
+                if ecg.acquisition_datetime else "not stated")
     identity = [
         f"Patient ID: {ecg.patient_id or '-'}",
         f"Study ID: {ecg.study_id or '-'}",
@@ -297,25 +291,51 @@ def _draw_header(
         identity.append(f"Station: {ecg.station_name}")
     if source_name:
         identity.append(f"File: {source_name}")
-    column(GRID_LEFT, "ECG", identity, 40)
-
     measurements = [f"{a.concept or 'value'}: {_number(a.value)} {a.units or ''}".strip()
-                    for a in ecg.measurements if a.value is not None]
-    half = (len(measurements) + 1) // 2 if len(measurements) > capacity - 1 else None
-    if half:
-        column(88.0, "Measurements", measurements[:half], 26)
-        column(133.0, "", measurements[half:], 26)
+                    for a in ecg.measurements]
+    columns: list[tuple[float, str, list[str], int]] = [(GRID_LEFT, "ECG", identity, 40)]
+    if len(measurements) > HEADER_LINES:
+        half = (len(measurements) + 1) // 2
+        columns += [(88.0, "Measurements", measurements[:half], 26),
+                    (133.0, "", measurements[half:], 26)]
     else:
-        column(88.0, "Measurements", measurements or ["none"], 50)
+        columns.append((88.0, "Measurements", measurements or ["none"], 50))
+    columns.append((180.0, "Statements", list(ecg.statements) or ["none"], 58))
 
-    column(180.0, "Statements", ecg.statements or ["none"], 58)
+    result = []
+    for x, title, lines, width in columns:
+        wrapped: list[str] = []
+        for text in lines:
+            wrapped.extend(textwrap.wrap(text, width) or [""])
+        if len(wrapped) > HEADER_LINES:
+            hidden = len(wrapped) - (HEADER_LINES - 1)
+            wrapped = wrapped[: HEADER_LINES - 1] + [f"... {hidden} more lines"]
+        result.append((x, title, wrapped))
+    return result
 
+
+def _header_height(columns: list[tuple[float, str, list[str]]]) -> float:
+    """Title line, the longest column, and margins above and below."""
+    return 12.0 + HEADER_LINE * (1 + max(len(lines) for _, _, lines in columns))
+
+
+def _draw_header(
+    figure: Figure, columns: list[tuple[float, str, list[str]]], group: DicomGroup,
+    n_groups: int, page_height: float, twelve_lead: bool,
+) -> None:
+    """Identification, measurements and statements above; the recording settings below."""
+    top = page_height - 7.0
+    for x, title, lines in columns:
+        figure.text(x / PAGE_WIDTH, top / page_height, title, fontsize=8.5,
+                    fontweight="bold", va="top", ha="left")
+        figure.text(x / PAGE_WIDTH, (top - HEADER_LINE) / page_height, "\n".join(lines),
+                    fontsize=7.5, va="top", ha="left", linespacing=1.35)
     label = f" {group.label}" if group.label else ""
     duration = f"{min(group.duration, STRIP_SECONDS):g} s of {group.duration:g} s"
-    layout = "12-lead" if n_standard >= MIN_STANDARD_LEADS else "stacked channels"
+    layout = "12-lead" if twelve_lead else "stacked channels"
     footer = (
         f"{PAPER_SPEED:g} mm/s   {PAPER_GAIN:g} mm/mV   {_filters(group.channels)}   "
-        f"Sampling {group.sampling_frequency:g} Hz   Group {group.index + 1}/{len(ecg.groups)}"
+        f"Sampling {group.sampling_frequency:g} Hz   Group {group.index + 1}/{n_groups}"
         f"{label}, {duration}, {layout}"
     )
     figure.text(GRID_LEFT / PAGE_WIDTH, (GRID_BOTTOM - 4.0) / page_height, footer,
@@ -323,32 +343,34 @@ def _draw_header(
 
 
 def _filters(channels: Iterable[DicomChannel]) -> str:
-    """Filter settings from the channel definitions, flagged when channels disagree."""
+    """Filter settings from the channel definitions, saying so when channels disagree."""
     channels = list(channels)
-    lows = {c.filter_low for c in channels}
-    highs = {c.filter_high for c in channels}
-    notches = {c.notch for c in channels}
 
-    def one(values: set[float | None]) -> str:
-        known = sorted(v for v in values if v is not None)
-        if not known:
-            return "?"
-        text = "/".join(_number(v) for v in known)
-        return text + ("*" if len(values) > 1 else "")
+    def describe(values: list[float | None]) -> str:
+        known = sorted({v for v in values if v is not None})
+        text = "/".join(_number(v) for v in known) if known else "?"
+        return text
 
-    if all(v is None for v in lows | highs):
+    lows = [c.filter_low for c in channels]
+    highs = [c.filter_high for c in channels]
+    notches = [c.notch for c in channels]
+    if all(v is None for v in lows + highs):
         band = "Filter: not stated"
     else:
-        band = f"Filter: {one(lows)}-{one(highs)} Hz"
-    known_notch = {n for n in notches if n is not None}
-    if not known_notch:
+        band = f"Filter: {describe(lows)}-{describe(highs)} Hz"
+    if all(n is None for n in notches):
         notch = "Notch: not stated"
-    elif known_notch == {0.0}:
+    elif {n for n in notches if n is not None} == {0.0}:
         notch = "Notch: off"
     else:
-        notch = f"Notch: {one(notches)} Hz"
-    varies = any(len(s) > 1 for s in (lows, highs, notches))
-    return f"{band}   {notch}" + ("   (* varies by channel)" if varies else "")
+        notch = f"Notch: {describe(notches)} Hz"
+    text = f"{band}   {notch}"
+    values = (lows, highs, notches)
+    if any(None in v and set(v) != {None} for v in values):
+        text += "   (filters not stated for some channels)"
+    elif any(len(set(v)) > 1 for v in values):
+        text += "   (filters differ between channels)"
+    return text
 
 
 def _number(value: float | None) -> str:

@@ -268,4 +268,8 @@ def run(args: argparse.Namespace) -> int:
             if path.name not in message:
                 message = f"{path}: {message}"
             print(f"wfdb2dicom to-wfdb: {message}", file=sys.stderr)
+        except Exception as exc:  # a bug; still one line, and the other files still convert
+            failures += 1
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+            print(f"wfdb2dicom to-wfdb: {path}: internal error: {reason}", file=sys.stderr)
     return 1 if failures else 0
