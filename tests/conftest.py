@@ -39,6 +39,12 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mortara(shared_data: Path) -> Path:
+    """A real vendor 12-lead ECG object (Mortara cart; SCPECG codes, two groups)."""
+    return shared_data / "dicom" / "anonymous_ecg.dcm"
+
+
+@pytest.fixture(scope="session")
 def physionet_dir(shared_data: Path) -> Path:
     return shared_data / "physionet"
 

@@ -12,9 +12,10 @@ from matplotlib.lines import Line2D
 from pydicom.data import get_testdata_file
 from pydicom.waveforms import multiplex_array
 
+from ecg_variants import derived_object
 from wfdb2dicom import preview
 from wfdb2dicom.convert import convert_record
-from wfdb2dicom.dicom_ecg import lead_name, read_dicom_ecg
+from wfdb2dicom.dicom_ecg import read_dicom_ecg
 
 
 @pytest.fixture(scope="module")
@@ -61,47 +62,6 @@ def test_unsupported_format_is_refused(objects: list[Path], tmp_path: Path) -> N
 
 
 # --- geometry, layout and scale, checked on the drawing itself -------------------------------
-
-STANDARD_ORDER = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-MDC_NUMBERS = {"I": 1, "II": 2, "III": 61, "aVR": 62, "aVL": 63, "aVF": 64,
-               "V1": 3, "V2": 4, "V3": 5, "V4": 6, "V5": 7, "V6": 8}
-
-
-@pytest.fixture(scope="module")
-def mortara(shared_data: Path) -> Path:
-    return shared_data / "dicom" / "anonymous_ecg.dcm"
-
-
-def variant(source: Path, out: Path, order: list[str], *, decimate: int = 1,
-            labels: list[str] | None = None) -> Path:
-    """The Mortara recording re-encoded as other writers do: other lead order and rate, MDC
-    codes, millivolts, a channel baseline; or uncoded channels with only a label."""
-    ds = pydicom.dcmread(source)
-    group = ds.WaveformSequence[0]
-    raw = multiplex_array(ds, 0, as_raw=True)
-    index = {lead_name(c): i for i, c in enumerate(read_dicom_ecg(ds).groups[0].channels)}
-    columns = [index[name] for name in order]
-    samples = np.ascontiguousarray(raw[::decimate, columns])
-    definitions = [group.ChannelDefinitionSequence[i] for i in columns]
-    for n, (name, item) in enumerate(zip(order, definitions, strict=True)):
-        code = item.ChannelSourceSequence[0]
-        code.CodeValue, code.CodingSchemeDesignator = f"2:{MDC_NUMBERS[name]}", "MDC"
-        item.ChannelSensitivity = "0.00125"
-        units = item.ChannelSensitivityUnitsSequence[0]
-        units.CodeValue, units.CodeMeaning = "mV", "millivolt"
-        item.ChannelBaseline = "0.05"
-        if labels is not None:
-            item.ChannelLabel = labels[n]
-            del item.ChannelSourceSequence
-    group.ChannelDefinitionSequence = definitions
-    group.NumberOfWaveformChannels = len(columns)
-    group.NumberOfWaveformSamples = samples.shape[0]
-    group.SamplingFrequency = f"{float(group.SamplingFrequency) / decimate:g}"
-    group.WaveformData = samples.astype("<i2").tobytes()
-    ds.WaveformSequence = [group]
-    ds.save_as(out)
-    return out
-
 
 def traces(figure) -> dict[str, Line2D]:
     return {line.get_gid()[len("trace:"):]: line for line in figure.axes[0].lines
@@ -157,7 +117,8 @@ def test_standard_layout_and_25_mm_per_second(mortara: Path) -> None:
 def test_any_rate_order_and_units(mortara: Path, tmp_path: Path) -> None:
     """500 Hz, MIMIC lead order, millivolts with a baseline, V4 missing: same picture."""
     order = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V5", "V6"]
-    dcm = variant(mortara, tmp_path / "v.dcm", order, decimate=2)
+    dcm = derived_object(mortara, tmp_path / "v.dcm", order=order, decimate=2, mdc=True,
+                         millivolts=True, baseline_mv=0.05)
     ecg = read_dicom_ecg(dcm)
     figure = preview.build_figure(ecg)
     drawn = traces(figure)
@@ -180,8 +141,8 @@ def test_any_rate_order_and_units(mortara: Path, tmp_path: Path) -> None:
 
 
 def test_records_without_standard_leads_are_stacked(mortara: Path, tmp_path: Path) -> None:
-    dcm = variant(mortara, tmp_path / "s.dcm", ["I", "II", "V1", "V5"],
-                  labels=["ECG 1", "ECG 2", "ECG 3", "ECG 4"])
+    dcm = derived_object(mortara, tmp_path / "s.dcm", order=["I", "II", "V1", "V5"],
+                         labels=["ECG 1", "ECG 2", "ECG 3", "ECG 4"])
     figure = preview.build_figure(read_dicom_ecg(dcm))
     assert sorted(traces(figure)) == ["ECG 1:0-10", "ECG 2:0-10", "ECG 3:0-10", "ECG 4:0-10"]
     png = preview.render_preview(dcm, tmp_path / "s.png")

@@ -15,19 +15,10 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.waveforms import multiplex_array
 
-from wfdb2dicom.dicom_ecg import lead_name, read_dicom_ecg
+from ecg_variants import MIMIC_ORDER, STANDARD_ORDER, derived_object
+from wfdb2dicom.dicom_ecg import read_dicom_ecg
 from wfdb2dicom.errors import ConversionError
 from wfdb2dicom.to_wfdb import dicom_to_wfdb
-
-STANDARD_ORDER = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-MIMIC_ORDER = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
-MDC_NUMBERS = {"I": 1, "II": 2, "III": 61, "aVR": 62, "aVL": 63, "aVF": 64,
-               "V1": 3, "V2": 4, "V3": 5, "V4": 6, "V5": 7, "V6": 8}
-
-
-@pytest.fixture(scope="session")
-def mortara(shared_data: Path) -> Path:
-    return shared_data / "dicom" / "anonymous_ecg.dcm"
 
 
 @pytest.fixture(params=["shared", "pydicom"])
@@ -36,47 +27,6 @@ def vendor_ecg(request: pytest.FixtureRequest, shared_data: Path) -> Path:
     if request.param == "shared":
         return shared_data / "dicom" / "anonymous_ecg.dcm"
     return Path(get_testdata_file("waveform_ecg.dcm"))
-
-
-def derived_object(
-    source: Path, out: Path, *, order: list[str], decimate: int = 1, mdc: bool = False,
-    millivolts: bool = False, baseline_mv: float = 0.0, labels: list[str] | None = None,
-) -> Path:
-    """A variant of a real object: other lead order, rate, coding, units, baseline.
-
-    Built from the Mortara recording's own samples, so the signal stays real while the
-    encoding takes the forms other writers use.
-    """
-    ds = pydicom.dcmread(source)
-    group = ds.WaveformSequence[0]
-    raw = multiplex_array(ds, 0, as_raw=True)
-    by_name = {lead_name(c): i for i, c in enumerate(read_dicom_ecg(ds).groups[0].channels)}
-    columns = [by_name[name] for name in order]
-    samples = np.ascontiguousarray(raw[::decimate, columns])
-    definitions = [group.ChannelDefinitionSequence[i] for i in columns]
-    for name, item in zip(order, definitions, strict=True):
-        if mdc:
-            code = item.ChannelSourceSequence[0]
-            code.CodeValue, code.CodingSchemeDesignator = f"2:{MDC_NUMBERS[name]}", "MDC"
-            del code.CodingSchemeVersion
-        if millivolts:
-            item.ChannelSensitivity = "0.00125"
-            units = item.ChannelSensitivityUnitsSequence[0]
-            units.CodeValue, units.CodeMeaning = "mV", "millivolt"
-        item.ChannelBaseline = f"{baseline_mv:g}"
-    if labels is not None:
-        for label, item in zip(labels, definitions, strict=True):
-            item.ChannelLabel = label
-            del item.ChannelSourceSequence
-    group.ChannelDefinitionSequence = definitions
-    group.NumberOfWaveformChannels = len(columns)
-    group.NumberOfWaveformSamples = samples.shape[0]
-    group.SamplingFrequency = f"{float(group.SamplingFrequency) / decimate:g}"
-    group.WaveformData = samples.astype("<i2").tobytes()
-    ds.WaveformSequence = [group]
-    del ds.WaveformAnnotationSequence
-    ds.save_as(out)
-    return out
 
 
 def test_vendor_object_round_trips_bit_exact(vendor_ecg: Path, tmp_path: Path) -> None:
