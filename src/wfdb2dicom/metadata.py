@@ -13,7 +13,7 @@ import datetime as dt
 import math
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -379,9 +379,3 @@ def _load_pickle(path: Path) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
         raise ConversionError(f"{path.name} does not hold a pandas DataFrame")
     return frame
-
-
-def iter_rows(table: MetadataTable) -> Iterable[StudyMetadata]:
-    """Every row as StudyMetadata (tests and tools; not the hot path)."""
-    for row in table._table.to_pylist():
-        yield StudyMetadata.from_row(row)
