@@ -63,3 +63,22 @@ def test_non_ascii_text_and_odd_lengths(demo_corpus, demo_metadata) -> None:
                        reports=("Rythme sinusal — normal", "odd", "é\\\\x"))
     plan = plan_object(read_record(demo_corpus.root / rel), metadata)
     assert_identical(encode_plan(plan), encode_dataset(plan.to_dataset()), rel)
+
+
+def test_plan_lists_attributes_in_tag_order(demo_corpus, demo_metadata, physionet_dir) -> None:
+    """The fast encoder relies on it instead of sorting (optional attributes included:
+    Station Name from the demo's cart_id, Patient Age and Sex from PhysioNet comments)."""
+    from pydicom.datadict import tag_for_keyword
+
+    options = ConversionOptions(acquisition_datetime=dt.datetime(2001, 2, 3))
+    records = [(read_record(demo_corpus.root / rel), demo_metadata.get(Path(rel).name))
+               for rel in demo_corpus.good[:3]]
+    records += [(read_record(physionet_dir / name), None) for name in ("s0010_re", "100")]
+    keywords_seen = set()
+    for record, metadata in records:
+        plan = plan_object(record, metadata, options=options)
+        tags = [tag_for_keyword(keyword) for keyword, _ in plan.attributes]
+        assert tags == sorted(tags), [keyword for keyword, _ in plan.attributes]
+        assert tags[-1] < 0x00400555  # before the sequences the encoder appends
+        keywords_seen.update(keyword for keyword, _ in plan.attributes)
+    assert {"StationName", "PatientAge"} <= keywords_seen

@@ -21,6 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pydicom.valuerep import format_number_as_ds
 
 from . import __version__
+from .caching import identity_cache
 from .errors import MetadataError, UnsupportedRecord
 from .leads import LeadCode, code_for_label
 from .metadata import StudyMetadata, normalise_study_id
@@ -185,6 +186,7 @@ def check_ecg_signals(record: EcgRecord) -> None:
             raise UnsupportedRecord(problem)
 
 
+@identity_cache()
 @lru_cache(maxsize=256)
 def _non_ecg_signal(channels: tuple[Channel, ...]) -> str | None:
     """Why these channels are not ECG leads, or None; cached per layout."""
@@ -234,12 +236,13 @@ class AnnotationItem(NamedTuple):
     text: str | None = None
 
 
-@dataclass(frozen=True)
-class ObjectPlan:
+class ObjectPlan(NamedTuple):
     """The object as plain values: what both encoders (pydicom and fast) turn into bytes.
 
     ``attributes`` are the top-level attributes whose values are text (every Type 1/2
-    attribute outside the sequences), as (keyword, value) pairs.
+    attribute outside the sequences), as (keyword, value) pairs **in tag order**, the order
+    of a DICOM data set, so the fast encoder need not sort them (``test_encoder`` checks).
+    A NamedTuple: one is made per record.
     """
 
     sop_class_uid: str
@@ -300,43 +303,45 @@ def plan_object(
     moment = acquisition_time(record, metadata, options)
     sop_uid = derive_uid("instance", key, options.uid_root)
     date, time = _da(moment), _tm(moment)
+    # Values are decided in module order (which problem is reported first stays stable) and
+    # listed in tag order.
+    patient_id = _patient_id(record, metadata, options)
+    sex, age = _patient_sex(record.comments), _patient_age(record.comments)
+    study_uid = study_uid or derive_uid("study", key, options.uid_root)
+    study_number = _checked(key, "Study ID", 16, "study_id")
+    series_uid = series_uid or derive_uid("series", key, options.uid_root)
+    station = (_checked(metadata.cart_id, "Station Name", 16, "cart_id")
+               if metadata and metadata.cart_id else None)
     attributes = [
-        ("SpecificCharacterSet", "ISO_IR 192"),
+        ("SpecificCharacterSet", "ISO_IR 192"),  # SOP Common
         ("SOPClassUID", iod.sop_class_uid),
         ("SOPInstanceUID", sop_uid),
-        # Patient
-        ("PatientName", ""),
-        ("PatientID", _patient_id(record, metadata, options)),
-        ("PatientBirthDate", ""),
-        ("PatientSex", _patient_sex(record.comments)),
+        ("StudyDate", date),  # General Study
+        ("ContentDate", date),  # Waveform Identification
+        ("AcquisitionDateTime", date + time),
+        ("StudyTime", time),
+        ("ContentTime", time),
+        ("AccessionNumber", ""),
+        ("Modality", "ECG"),  # General Series
+        ("Manufacturer", ""),  # General Equipment
+        ("ReferringPhysicianName", ""),
     ]
-    if age := _patient_age(record.comments):
+    if station is not None:
+        attributes.append(("StationName", station))
+    attributes += [
+        ("PatientName", ""),  # Patient
+        ("PatientID", patient_id),
+        ("PatientBirthDate", ""),
+        ("PatientSex", sex),
+    ]
+    if age:
         attributes.append(("PatientAge", age))
     attributes += [
-        # General Study
-        ("StudyInstanceUID", study_uid or derive_uid("study", key, options.uid_root)),
-        ("StudyDate", date),
-        ("StudyTime", time),
-        ("ReferringPhysicianName", ""),
-        ("StudyID", _checked(key, "Study ID", 16, "study_id")),
-        ("AccessionNumber", ""),
-        # General Series
-        ("Modality", "ECG"),
-        ("SeriesInstanceUID", series_uid or derive_uid("series", key, options.uid_root)),
+        ("StudyInstanceUID", study_uid),
+        ("SeriesInstanceUID", series_uid),
+        ("StudyID", study_number),
         ("SeriesNumber", "1"),
-        # General Equipment
-        ("Manufacturer", ""),
-    ]
-    if metadata and metadata.cart_id:
-        attributes.append(
-            ("StationName", _checked(metadata.cart_id, "Station Name", 16, "cart_id"))
-        )
-    attributes += [
-        # Waveform Identification
         ("InstanceNumber", "1"),
-        ("ContentDate", date),
-        ("ContentTime", time),
-        ("AcquisitionDateTime", date + time),
     ]
     # Acquisition Context (TID 3401 items only where known; nothing is known here) and the
     # Waveform module are added by the encoders from ``groups``.
@@ -404,6 +409,7 @@ def _patient_age(comments: Sequence[str]) -> str | None:
     return None
 
 
+@identity_cache()
 @lru_cache(maxsize=256)
 def group_layout(
     channels: tuple[Channel, ...],
@@ -413,7 +419,11 @@ def group_layout(
     n_groups: int,
     filters: tuple[str | None, str | None, str | None],
 ) -> GroupLayout:
-    """The layout of one multiplex group; cached, as MIMIC has a handful of layouts."""
+    """The layout of one multiplex group; cached, as MIMIC has a handful of layouts.
+
+    By the channels' identity first (the fast reader shares them), then by value, so equal
+    layouts always give the same object (the encoder finds its templates by identity).
+    """
     formats = {channel.fmt for channel in channels}
     padding = None
     if len(formats) == 1 and (invalid := INVALID_SAMPLE.get(formats.pop())) is not None:

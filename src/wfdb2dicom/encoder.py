@@ -183,25 +183,26 @@ def _file_meta_bytes(sop_class_uid: str, sop_instance_uid: str) -> bytes:
 
 
 @lru_cache(maxsize=4096)
-def _encode_attribute(keyword: str, value: str) -> tuple[int, bytes]:
-    """(tag, encoded element); cached, as most values repeat (character set, SOP class,
-    empty Type 2 attributes, dates of a busy day); UIDs simply fall out of the LRU."""
+def _encode_attribute(keyword: str, value: str) -> bytes:
+    """The encoded element; cached, as most values repeat (character set, SOP class, empty
+    Type 2 attributes, dates of a busy day); UIDs simply fall out of the LRU."""
     tag, vr = _tag_and_vr(keyword)
-    return tag, encode_text_element(tag, vr, value)
+    return encode_text_element(tag, vr, value)
 
 
 def encode_plan(plan: ObjectPlan) -> bytes:
-    """The Part 10 file for ``plan``, byte-identical to pydicom's ``save_as``."""
-    elements = [_encode_attribute(keyword, value) for keyword, value in plan.attributes]
-    elements.append((ACQUISITION_CONTEXT_TAG, _empty_sequence(ACQUISITION_CONTEXT_TAG)))
-    if plan.annotations:
-        items = [_annotation_item_bytes(a) for a in plan.annotations]
-        elements.append((WAVEFORM_ANNOTATION_TAG,
-                         _sequence_bytes(WAVEFORM_ANNOTATION_TAG, items)))
-    elements.sort(key=lambda pair: pair[0])
+    """The Part 10 file for ``plan``, byte-identical to pydicom's ``save_as``.
+
+    The plan lists its attributes in tag order, and all of them come before the three
+    sequences (Acquisition Context, Waveform Annotation, Waveform), so nothing is sorted.
+    """
     template = _waveform_template(plan.groups)
     parts = [PREAMBLE, _file_meta_bytes(plan.sop_class_uid, plan.sop_instance_uid)]
-    parts.extend(encoded for _, encoded in elements)
+    parts += [_encode_attribute(keyword, value) for keyword, value in plan.attributes]
+    parts.append(_empty_sequence(ACQUISITION_CONTEXT_TAG))
+    if plan.annotations:
+        items = [_annotation_item_bytes(a) for a in plan.annotations]
+        parts.append(_sequence_bytes(WAVEFORM_ANNOTATION_TAG, items))
     for piece, samples in zip(template, plan.samples, strict=False):
         parts.append(piece)
         parts.append(samples.astype("<i2", copy=False).data if samples.flags.c_contiguous

@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
 from .errors import RecordError
+from .fileio import read_file
 
 DEFAULT_GAIN = 200.0
 """WFDB's gain when the header gives none (adu per physical unit)."""
@@ -76,9 +76,8 @@ def _signal_layout(common: tuple[tuple, ...]) -> SignalLayout:
     return SignalLayout(common)
 
 
-@dataclass(frozen=True)
-class Header:
-    """A parsed single-segment WFDB header."""
+class Header(NamedTuple):
+    """A parsed single-segment WFDB header (a NamedTuple: one is made per record)."""
 
     record_name: str
     n_signals: int
@@ -114,8 +113,7 @@ def read_header(hea_path: str | os.PathLike[str]) -> Header:
     """Read and parse ``hea_path``; any defect raises :class:`RecordError`."""
     name = os.path.basename(hea_path)
     try:
-        with open(hea_path, "rb") as handle:
-            raw = handle.read()
+        raw = read_file(os.fspath(hea_path))
     except FileNotFoundError:
         raise RecordError(f"missing header file {name}") from None
     except IsADirectoryError:
@@ -134,16 +132,19 @@ def read_header(hea_path: str | os.PathLike[str]) -> Header:
 
 def parse_header(text: str, source: str = "header") -> Header:
     """Parse header text; ``source`` names the file in error messages."""
-    comments: list[str] = []
-    lines: list[str] = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if stripped.startswith("#"):
-            comments.append(stripped[1:].strip())
-            continue
-        lines.append(stripped)
+    if "#" in text:
+        comments: list[str] = []
+        lines: list[str] = []
+        for line in text.splitlines():
+            stripped = line.strip()
+            if not stripped:
+                continue
+            if stripped.startswith("#"):
+                comments.append(stripped[1:].strip())
+                continue
+            lines.append(stripped)
+    else:
+        comments, lines = [], [stripped for line in text.splitlines() if (stripped := line.strip())]
     if not lines:
         raise RecordError(f"{source}: no record line")
     record_name, n_signals, fs, n_samples, base_time, base_date = _parse_record_line(
@@ -155,12 +156,45 @@ def parse_header(text: str, source: str = "header") -> Header:
             f"{source}: record line declares {n_signals} signals but {len(signal_lines)} signal "
             f"lines follow"
         )
-    parsed = [_parse_signal_line(ln, source) for ln in signal_lines[:n_signals]]
+    signals = _parse_signal_lines(signal_lines[:n_signals], source)
+    return Header(record_name, n_signals, fs, n_samples, base_time, base_date, *signals,
+                  tuple(comments))
+
+
+_layouts_by_fields: dict[tuple[tuple[str, ...], ...], SignalLayout] = {}
+
+
+def _parse_signal_lines(
+    lines: list[str], source: str
+) -> tuple[SignalLayout, tuple[str, ...], tuple[int | None, ...], tuple[int | None, ...]]:
+    """(layout, file names, initial values, checksums) of the signal lines.
+
+    The fast path covers headers whose signal lines all spell out every field (all of
+    MIMIC-IV-ECG): one split per line, and the layout found by the texts of its fields.
+    Anything else (or anything the fast path cannot convert) goes line by line.
+    """
+    split = [line.split(None, 8) for line in lines]
+    if {len(fields) for fields in split} == {9}:
+        names, fmts, gains, resolutions, zeros, initial, checks, blocks, descriptions = zip(
+            *split, strict=True
+        )
+        key = (fmts, gains, resolutions, zeros, blocks, descriptions)
+        layout = _layouts_by_fields.get(key)
+        try:
+            initial_values = tuple(map(int, initial))
+            checksums = tuple(map(int, checks))
+        except ValueError:
+            layout = None
+        if layout is not None:
+            return layout, names, initial_values, checksums
+    parsed = [_parse_signal_line(line, source) for line in lines]
     names, commons, initial_values, checksums = zip(*parsed, strict=True)
-    return Header(
-        record_name, n_signals, fs, n_samples, base_time, base_date, _signal_layout(commons),
-        names, initial_values, checksums, tuple(comments),
-    )
+    layout = _signal_layout(commons)
+    if {len(fields) for fields in split} == {9}:
+        if len(_layouts_by_fields) >= 1024:
+            _layouts_by_fields.clear()
+        _layouts_by_fields[key] = layout
+    return layout, names, initial_values, checksums
 
 
 def _parse_record_line(

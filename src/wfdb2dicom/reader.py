@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RecordError, UnsupportedRecord
+from .fileio import read_file
 from .header import Header, SignalSpec, read_header
 from .record import EcgRecord, MultiplexGroup
 
@@ -89,11 +90,10 @@ def _fast_path_applies(header: Header) -> bool:
             and len(set(header.file_names)) == 1)
 
 
-def _read_signal_file(path: str) -> bytes:
+def _read_signal_file(path: str, expected: int | None = None) -> bytes:
     name = os.path.basename(path)
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return read_file(path, expected)
     except FileNotFoundError:
         raise RecordError(f"missing signal file {name}") from None
     except IsADirectoryError:
@@ -112,9 +112,9 @@ def _size_mismatch(name: str, actual: int, expected: int, what: str) -> RecordEr
 
 def _read_fmt16_single_file(base: str, header: Header) -> np.ndarray:
     file_name = header.file_names[0]
-    data = _read_signal_file(os.path.join(os.path.dirname(base), file_name))
     n_samples = header.n_samples or 0
     expected = n_samples * header.n_signals * 2
+    data = _read_signal_file(os.path.join(os.path.dirname(base), file_name), expected)
     if len(data) != expected:
         raise _size_mismatch(
             file_name, len(data), expected,
