@@ -33,7 +33,12 @@ def _open_temp(path: str) -> tuple[int, str]:
     except FileNotFoundError:
         if not directory:
             raise
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.mkdir(directory)  # usually only the last level is missing
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+        except FileExistsError:  # made meanwhile by another process
+            pass
     except FileExistsError:  # left by a killed process that had our pid
         os.unlink(tmp)
     return os.open(tmp, _OPEN_FLAGS, 0o666), tmp

@@ -57,12 +57,23 @@ def encode_text_element(tag: int, vr: str, value: str) -> bytes:
     and a space otherwise.
     """
     raw = value.encode("utf-8")
+    head, length, padding = _element_head(tag, vr)
     if len(raw) % 2:
-        raw += b"\0" if vr == "UI" else b" "
-    group, element = tag >> 16, tag & 0xFFFF
+        raw += padding
+    return head + length.pack(len(raw)) + raw
+
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+
+
+@cache
+def _element_head(tag: int, vr: str) -> tuple[bytes, struct.Struct, bytes]:
+    """(tag and VR bytes [+ reserved], length format, padding byte) of an element."""
+    head = struct.pack("<HH2s", tag >> 16, tag & 0xFFFF, vr.encode())
     if vr in _LONG_LENGTH_VRS:
-        return _LONG_HEADER.pack(group, element, vr.encode(), 0, len(raw)) + raw
-    return _SHORT_HEADER.pack(group, element, vr.encode(), len(raw)) + raw
+        return head + b"\0\0", _U32, b" "
+    return head, _U16, b"\0" if vr == "UI" else b" "
 
 
 TEXT_ENCODING = ["utf_8"]
@@ -82,9 +93,14 @@ def _pydicom_element_bytes(ds: Dataset) -> bytes:
 
 
 def _sequence_bytes(tag: int, items: list[bytes]) -> bytes:
-    """A defined-length sequence of already-encoded item contents (pydicom's layout)."""
-    body = b"".join(_ITEM.pack(0xFFFE, 0xE000, len(item)) + item for item in items)
+    """A defined-length sequence of already-encoded items (each with its item header)."""
+    body = b"".join(items)
     return _LONG_HEADER.pack(tag >> 16, tag & 0xFFFF, b"SQ", 0, len(body)) + body
+
+
+def _item(content: bytes) -> bytes:
+    """A defined-length item (pydicom's layout) around encoded content."""
+    return _ITEM.pack(0xFFFE, 0xE000, len(content)) + content
 
 
 _templates: dict[tuple[int, ...], tuple[tuple[GroupLayout, ...], tuple[bytes, ...]]] = {}
@@ -137,7 +153,7 @@ UNFORMATTED_TEXT_TAG = 0x00700006
 
 @lru_cache(maxsize=65536)
 def _annotation_item_bytes(annotation: AnnotationItem) -> bytes:
-    """An item's content: pydicom's encoding of what is constant, plus the value.
+    """An item, header included: pydicom's encoding of what is constant, plus the value.
 
     The value element (Numeric Value, or Unformatted Text Value) has the highest tag of its
     item, so it comes last: everything before it is the same for every item of a concept and
@@ -145,9 +161,10 @@ def _annotation_item_bytes(annotation: AnnotationItem) -> bytes:
     """
     if annotation.concept is not None:
         prefix = _item_prefix(annotation._replace(numeric_value="0"), NUMERIC_VALUE_TAG, "DS")
-        return prefix + encode_text_element(NUMERIC_VALUE_TAG, "DS", annotation.numeric_value)
+        return _item(prefix + encode_text_element(NUMERIC_VALUE_TAG, "DS",
+                                                  annotation.numeric_value))
     prefix = _item_prefix(annotation._replace(text="0"), UNFORMATTED_TEXT_TAG, "ST")
-    return prefix + encode_text_element(UNFORMATTED_TEXT_TAG, "ST", annotation.text)
+    return _item(prefix + encode_text_element(UNFORMATTED_TEXT_TAG, "ST", annotation.text))
 
 
 @lru_cache(maxsize=256)
@@ -182,12 +199,21 @@ def _file_meta_bytes(sop_class_uid: str, sop_instance_uid: str) -> bytes:
     return _SHORT_HEADER.pack(0x0002, 0x0000, b"UL", 4) + struct.pack("<I", len(body)) + body
 
 
-@lru_cache(maxsize=4096)
-def _encode_attribute(keyword: str, value: str) -> bytes:
-    """The encoded element; cached, as most values repeat (character set, SOP class, empty
-    Type 2 attributes, dates of a busy day); UIDs simply fall out of the LRU."""
+def _encode_element(keyword: str, value: str) -> bytes:
     tag, vr = _tag_and_vr(keyword)
     return encode_text_element(tag, vr, value)
+
+
+_encode_repeated = lru_cache(maxsize=4096)(_encode_element)
+"""For values that repeat across records (character set, SOP class, empty Type 2
+attributes, dates of a busy day)."""
+
+PER_RECORD_KEYWORDS = frozenset((
+    "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "StudyID", "PatientID",
+    "StudyTime", "ContentTime", "AcquisitionDateTime",
+))
+"""Attributes whose values (almost) never repeat: caching them would only churn the LRU."""
+
 
 
 def encode_plan(plan: ObjectPlan) -> bytes:
@@ -198,7 +224,8 @@ def encode_plan(plan: ObjectPlan) -> bytes:
     """
     template = _waveform_template(plan.groups)
     parts = [PREAMBLE, _file_meta_bytes(plan.sop_class_uid, plan.sop_instance_uid)]
-    parts += [_encode_attribute(keyword, value) for keyword, value in plan.attributes]
+    parts += [_encode_element(keyword, value) if keyword in PER_RECORD_KEYWORDS
+              else _encode_repeated(keyword, value) for keyword, value in plan.attributes]
     parts.append(_empty_sequence(ACQUISITION_CONTEXT_TAG))
     if plan.annotations:
         items = [_annotation_item_bytes(a) for a in plan.annotations]

@@ -144,7 +144,7 @@ def parse_header(text: str, source: str = "header") -> Header:
                 continue
             lines.append(stripped)
     else:
-        comments, lines = [], [stripped for line in text.splitlines() if (stripped := line.strip())]
+        comments, lines = [], list(filter(None, map(str.strip, text.splitlines())))
     if not lines:
         raise RecordError(f"{source}: no record line")
     record_name, n_signals, fs, n_samples, base_time, base_date = _parse_record_line(
@@ -174,7 +174,7 @@ def _parse_signal_lines(
     Anything else (or anything the fast path cannot convert) goes line by line.
     """
     split = [line.split(None, 8) for line in lines]
-    if {len(fields) for fields in split} == {9}:
+    if set(map(len, split)) == {9}:
         names, fmts, gains, resolutions, zeros, initial, checks, blocks, descriptions = zip(
             *split, strict=True
         )
@@ -190,7 +190,7 @@ def _parse_signal_lines(
     parsed = [_parse_signal_line(line, source) for line in lines]
     names, commons, initial_values, checksums = zip(*parsed, strict=True)
     layout = _signal_layout(commons)
-    if {len(fields) for fields in split} == {9}:
+    if set(map(len, split)) == {9}:
         if len(_layouts_by_fields) >= 1024:
             _layouts_by_fields.clear()
         _layouts_by_fields[key] = layout

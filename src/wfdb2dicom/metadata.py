@@ -43,10 +43,18 @@ _BANDWIDTH_RE = re.compile(
 )
 
 
-_USED_COLUMNS = frozenset((
+COLUMNS = (
     "study_id", "subject_id", "cart_id", "ecg_time", "bandwidth", "filtering",
     "lowpassfilter", "highpassfilter", *REPORT_COLUMNS, *MEASUREMENT_COLUMNS,
-))
+)
+"""The columns we use, in the order of a row's values (:data:`RowValues`)."""
+_USED_COLUMNS = frozenset(COLUMNS)
+_REPORTS = slice(8, 8 + len(REPORT_COLUMNS))
+_MEASUREMENTS = slice(_REPORTS.stop, _REPORTS.stop + len(MEASUREMENT_COLUMNS))
+
+RowValues = tuple  # tuple[str | None, ...] in COLUMNS order
+"""One table row as cleaned texts (stripped, None when empty), in :data:`COLUMNS` order:
+what the batch parent sends to a worker (a tuple pickles faster than a dict)."""
 
 
 class PickleWarning(UserWarning):
@@ -55,6 +63,8 @@ class PickleWarning(UserWarning):
 
 def normalise_study_id(value: object) -> str:
     """``' 40689238.0 '`` -> ``'40689238'``: the join key of every table."""
+    if type(value) is str and value.isdigit():  # already normal (all of MIMIC's)
+        return value
     text = str(value).strip()
     if text.endswith(".0") and text[:-2].isdigit():
         text = text[:-2]
@@ -81,37 +91,37 @@ class StudyMetadata:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StudyMetadata:
         """Build from one table row (column -> text or None); bad values raise MetadataError."""
-        return cls.from_values({name: _clean(value) for name, value in row.items()})
+        return cls.from_values(tuple(_clean(row.get(name)) for name in COLUMNS))
 
     @classmethod
-    def from_values(cls, row: Mapping[str, str | None]) -> StudyMetadata:
-        """Build from cleaned texts (stripped, None when empty)."""
-        get = row.get
+    def from_values(cls, values: RowValues) -> StudyMetadata:
+        """Build from a row's cleaned texts in :data:`COLUMNS` order."""
+        study, subject, cart, raw_time, bandwidth, filtering, low_pass, high_pass = values[:8]
         ecg_time = None
-        if raw_time := get("ecg_time"):
+        if raw_time:
             try:
                 ecg_time = dt.datetime.fromisoformat(raw_time)
             except ValueError:
                 raise MetadataError(f"ecg_time {raw_time!r} is not a date and time") from None
-        if bandwidth := get("bandwidth"):
+        if bandwidth:
             low, high = _parse_bandwidth(bandwidth)
         else:  # the seed's pickle: names swapped, values right (see GUIDE)
-            low, high = _number(get("lowpassfilter")), _number(get("highpassfilter"))
-        measurements = {}
-        for name in MEASUREMENT_COLUMNS:
-            value = _number(get(name))
-            if value is not None and value != MISSING_MEASUREMENT:
-                measurements[name] = value
-        subject, cart = get("subject_id"), get("cart_id")
+            low, high = _number(low_pass), _number(high_pass)
+        measurements = {
+            name: value
+            for name, value in zip(MEASUREMENT_COLUMNS, map(_number, values[_MEASUREMENTS]),
+                                   strict=True)
+            if value is not None and value != MISSING_MEASUREMENT
+        }
         return cls(
-            study_id=normalise_study_id(get("study_id") or ""),
+            study_id=normalise_study_id(study or ""),
             subject_id=normalise_study_id(subject) if subject else None,
             cart_id=normalise_study_id(cart) if cart else None,
             ecg_time=ecg_time,
-            reports=tuple(r for name in REPORT_COLUMNS if (r := get(name))),
+            reports=tuple(filter(None, values[_REPORTS])),
             filter_low_hz=low,
             filter_high_hz=high,
-            notch_hz=_parse_notch(get("filtering")),
+            notch_hz=_parse_notch(filtering),
             measurements=measurements,
         )
 
@@ -155,7 +165,8 @@ class MetadataTable:
 
         if "study_id" not in table.column_names:
             raise ConversionError("metadata table has no study_id column")
-        self._table = table = table if cleaned else _clean_table(table)
+        table = table if cleaned else _clean_table(table)
+        self._table = table = _in_column_order(table)
         self._batches = table.to_batches()
         self._batch_starts = np.cumsum([0] + [b.num_rows for b in self._batches])[:-1]
         self._int_keys: np.ndarray | None = None
@@ -237,12 +248,13 @@ class MetadataTable:
         return [None if raw is None else StudyMetadata.from_values(raw)
                 for raw in self.raw_rows(study_ids)]
 
-    def raw_rows(self, study_ids: Sequence[str]) -> list[dict[str, str] | None]:
-        """Each study's row as {column: text} (non-empty cells only), or None.
+    def raw_rows(self, study_ids: Sequence[str]) -> list[RowValues | None]:
+        """Each study's row as :data:`RowValues`, or None.
 
-        What the batch parent sends to workers with each chunk: cheap to make and to pickle,
-        while building :class:`StudyMetadata` (``from_values``) is left to the workers, which
-        run in parallel. One ``take`` and one conversion per column for the whole chunk.
+        What the batch parent sends to workers with each chunk: one ``take`` and one
+        conversion per column for the whole chunk, rows made by ``zip`` (no Python code per
+        cell), while building :class:`StudyMetadata` (``from_values``) is left to the
+        workers, which run in parallel.
         """
         import pyarrow as pa
 
@@ -253,16 +265,13 @@ class MetadataTable:
         # Take within each record batch: a take across a many-chunked table concatenates
         # the chunks first, which costs the whole table per call.
         batch_of = np.searchsorted(self._batch_starts, found, side="right") - 1
-        names = self._table.column_names
-        rows_by_index: dict[int, dict[str, str]] = {}
+        rows_by_index: dict[int, RowValues] = {}
         for batch_index in np.unique(batch_of).tolist():
             wanted = found[batch_of == batch_index]
             local = pa.array(wanted - self._batch_starts[batch_index], type=pa.int64())
             taken = self._batches[batch_index].take(local)
-            columns = [taken.column(i).to_pylist() for i in range(len(names))]
-            for index, values in zip(wanted.tolist(), zip(*columns, strict=True), strict=True):
-                rows_by_index[index] = {n: v for n, v in zip(names, values, strict=True)
-                                        if v is not None}
+            columns = [column.to_pylist() for column in taken.columns]
+            rows_by_index.update(zip(wanted.tolist(), zip(*columns, strict=True), strict=True))
         return [None if i is None else rows_by_index[i] for i in indices]
 
 
@@ -309,6 +318,20 @@ def _clean_table(table: pa.Table) -> pa.Table:
         column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
         table = table.set_column(index, name, column)
     return table
+
+
+def _in_column_order(table: pa.Table) -> pa.Table:
+    """Exactly :data:`COLUMNS`, in order; a column the file lacks is all null."""
+    import pyarrow as pa
+
+    if tuple(table.column_names) == COLUMNS:
+        return table
+    present = set(table.column_names)
+    return pa.Table.from_arrays(
+        [table.column(name) if name in present
+         else pa.chunked_array([pa.nulls(table.num_rows, pa.string())]) for name in COLUMNS],
+        names=list(COLUMNS),
+    )
 
 
 def _integer_keys(column: pa.ChunkedArray) -> np.ndarray | None:

@@ -92,6 +92,9 @@ class Layout:
         self.dcm_root = os.path.realpath(dcm_dir)
         self.dcm_shown = os.path.abspath(dcm_dir)
         self._safe: dict[str, set[str]] = {self.wfdb_root: set(), self.dcm_root: set()}
+        # Paths are built by concatenation: os.path.join costs more than the check itself.
+        self._prefix = {root: root.rstrip(os.sep) + os.sep for root in self._safe}
+        self._shown_prefix = self.dcm_shown.rstrip(os.sep) + os.sep
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
@@ -104,18 +107,18 @@ class Layout:
 
     def output_path(self, rel: str) -> str:
         """Where the DICOM file of record ``rel`` goes (no checks: for stats and sweeps)."""
-        return os.path.join(self.dcm_root, self._native(rel)) + ".dcm"
+        return f"{self._prefix[self.dcm_root]}{self._native(rel)}.dcm"
 
     def shown_output_path(self, rel: str) -> str:
         """The ``dcm_path`` value reported for record ``rel``."""
-        return os.path.join(self.dcm_shown, self._native(rel)) + ".dcm"
+        return f"{self._shown_prefix}{self._native(rel)}.dcm"
 
     def record_base(self, rel: str) -> str:
         """The record to read; refuses one whose header or ``.dat`` resolves outside the root."""
         folder, _, name = rel.rpartition("/")
         if not self._dir_inside(self.wfdb_root, folder):
             raise UnsafePath(f"{rel} is in a directory that resolves outside --wfdb_dir")
-        base = os.path.join(self.wfdb_root, self._native(rel))
+        base = self._prefix[self.wfdb_root] + self._native(rel)
         for suffix in RECORD_SUFFIXES:
             if not self._entry_inside(self.wfdb_root, base + suffix):
                 raise UnsafePath(f"{rel}{suffix} resolves outside --wfdb_dir (symlink)")
@@ -149,7 +152,7 @@ class Layout:
             return True
         if not self._dir_inside(root, folder.rpartition("/")[0]):
             return False
-        full = os.path.join(root, self._native(folder))
+        full = self._prefix[root] + self._native(folder)
         try:
             mode = os.lstat(full).st_mode
         except OSError:  # not there yet (we will create it) or unreadable: decided later

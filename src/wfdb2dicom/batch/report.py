@@ -103,6 +103,8 @@ def write_output_csv(
         if name not in out_header:
             out_header.append(name)
     width = len(out_header)
+    n_input = len(header)
+    appended = width == n_input + 2 and out_header[-2:] == [dcm_path_col, error_col]
     dcm_at, error_at = out_header.index(dcm_path_col), out_header.index(error_col)
     shown = layout.shown_output_path
     padding = [""] * width
@@ -115,21 +117,28 @@ def write_output_csv(
             end = start + len(block)
             if end > plan.rows.n_rows:
                 break
-            tasks = plan.row_task[start:end].tolist()
+            tasks = plan.row_task[start:end]
+            outcome = np.where(tasks >= 0, status[np.maximum(tasks, 0)], -1).tolist()
             rels = plan.rows.paths.slice(start, end - start).to_pylist()
             errors = ledger.errors_of([
-                rel for rel, task in zip(rels, tasks, strict=True)
-                if task >= 0 and status[task] == FAILED
+                rel for rel, state in zip(rels, outcome, strict=True) if state == FAILED
             ])
-            for offset, (row, task) in enumerate(zip(block, tasks, strict=True)):
-                row = (row[:len(header)] + padding)[:width]  # ragged rows: as pandas pads
-                if task < 0:
-                    row[dcm_at], row[error_at] = "", plan.row_errors[start + offset]
-                elif status[task] in (SKIPPED, CONVERTED):
-                    row[dcm_at], row[error_at] = shown(rels[offset]), ""
+            for offset, row in enumerate(block):
+                state = outcome[offset]
+                if state == CONVERTED or state == SKIPPED:
+                    dcm_path, error = shown(rels[offset]), ""
+                elif state < 0:  # refused before any work
+                    dcm_path, error = "", plan.row_errors[start + offset]
                 else:
-                    row[dcm_at], row[error_at] = "", errors.get(rels[offset], "")
-                writer.writerow(row)
+                    dcm_path, error = "", errors.get(rels[offset], "")
+                if appended and len(row) == n_input:
+                    row.append(dcm_path)
+                    row.append(error)
+                else:  # ragged rows (padded as pandas does), or result columns present
+                    row = (row[:n_input] + padding)[:width]
+                    row[dcm_at], row[error_at] = dcm_path, error
+                    block[offset] = row
+            writer.writerows(block)
             start = end
         if start != plan.rows.n_rows:
             raise BatchError(

@@ -14,9 +14,9 @@ from typing import Any
 from .outcomes import DONE, FAILED, KEPT, describe_exception
 from .paths import Layout
 
-Task = tuple[int, str, str, "dict[str, str] | None", bool]
-"""``(task_id, rel_path, study_id, metadata row or None, verify)``; the row as
-:meth:`~wfdb2dicom.metadata.MetadataTable.raw_rows` gives it."""
+Task = tuple[int, str, str, "tuple | None", bool]
+"""``(task_id, rel_path, study_id, metadata row or None, verify)``; the row's values as
+:meth:`~wfdb2dicom.metadata.MetadataTable.raw_rows` gives them."""
 
 
 @dataclass(frozen=True)
