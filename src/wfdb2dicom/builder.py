@@ -520,17 +520,30 @@ def derived_measurements(metadata: StudyMetadata) -> dict[str, float]:
 
 
 def annotation_items(metadata: StudyMetadata) -> tuple[AnnotationItem, ...]:
-    """Waveform Annotation items: machine measurements, then the report statements."""
-    items = []
-    for name, value in derived_measurements(metadata).items():
-        code, meaning, unit = MEASUREMENT_CONCEPTS[name]
-        items.append(AnnotationItem(concept=(code, "MDC", meaning), numeric_value=ds_text(value),
-                                    units=unit))
-    for statement in metadata.reports:
+    """Waveform Annotation items: machine measurements, then the report statements.
+
+    Items come from caches (a measurement's value and a study's set of statements repeat
+    across MIMIC-IV-ECG), so equal items are shared objects and cheap to encode.
+    """
+    items = [_measurement_item(name, value)
+             for name, value in derived_measurements(metadata).items()]
+    if metadata.reports:
+        items += _statement_items(metadata.reports)
+    return tuple(items)
+
+
+@lru_cache(maxsize=65536)
+def _measurement_item(name: str, value: float) -> AnnotationItem:
+    code, meaning, unit = MEASUREMENT_CONCEPTS[name]
+    return AnnotationItem((code, "MDC", meaning), ds_text(value), unit)
+
+
+@lru_cache(maxsize=65536)
+def _statement_items(reports: tuple[str, ...]) -> tuple[AnnotationItem, ...]:
+    for statement in reports:
         if len(statement) > 1024:
             raise MetadataError(f"report statement of {len(statement)} characters exceeds 1024")
-        items.append(AnnotationItem(text=statement))
-    return tuple(items)
+    return tuple(AnnotationItem(text=statement) for statement in reports)
 
 
 REFERENCED_CHANNELS = [1, 0]

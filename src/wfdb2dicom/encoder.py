@@ -13,6 +13,7 @@ The output is byte-identical to ``ObjectPlan.to_dataset().save_as(...)``;
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from functools import cache, lru_cache
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -199,21 +200,33 @@ def _file_meta_bytes(sop_class_uid: str, sop_instance_uid: str) -> bytes:
     return _SHORT_HEADER.pack(0x0002, 0x0000, b"UL", 4) + struct.pack("<I", len(body)) + body
 
 
-def _encode_element(keyword: str, value: str) -> bytes:
+@cache
+def _element_encoder(keyword: str) -> Callable[[str], bytes]:
+    """``encode(value)`` for one attribute, its tag, VR and padding looked up once."""
     tag, vr = _tag_and_vr(keyword)
-    return encode_text_element(tag, vr, value)
+    head, length, padding = _element_head(tag, vr)
+
+    def encode(value: str) -> bytes:
+        raw = value.encode("utf-8")
+        if len(raw) % 2:
+            raw += padding
+        return head + length.pack(len(raw)) + raw
+
+    return encode
 
 
-_encode_repeated = lru_cache(maxsize=4096)(_encode_element)
-"""For values that repeat across records (character set, SOP class, empty Type 2
-attributes, dates of a busy day)."""
+@lru_cache(maxsize=4096)
+def _encode_repeated(keyword: str, value: str) -> bytes:
+    """For values that repeat across records (character set, SOP class, empty Type 2
+    attributes, dates of a busy day)."""
+    return _element_encoder(keyword)(value)
+
 
 PER_RECORD_KEYWORDS = frozenset((
     "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "StudyID", "PatientID",
     "StudyTime", "ContentTime", "AcquisitionDateTime",
 ))
 """Attributes whose values (almost) never repeat: caching them would only churn the LRU."""
-
 
 
 def encode_plan(plan: ObjectPlan) -> bytes:
@@ -224,7 +237,7 @@ def encode_plan(plan: ObjectPlan) -> bytes:
     """
     template = _waveform_template(plan.groups)
     parts = [PREAMBLE, _file_meta_bytes(plan.sop_class_uid, plan.sop_instance_uid)]
-    parts += [_encode_element(keyword, value) if keyword in PER_RECORD_KEYWORDS
+    parts += [_element_encoder(keyword)(value) if keyword in PER_RECORD_KEYWORDS
               else _encode_repeated(keyword, value) for keyword, value in plan.attributes]
     parts.append(_empty_sequence(ACQUISITION_CONTEXT_TAG))
     if plan.annotations:
