@@ -223,21 +223,25 @@ class MetadataTable:
             converted[str(name)] = pa.array(values, type=pa.string())
         return cls(pa.table(converted))
 
-    def _row_indices(self, study_ids: Sequence[str]) -> list[int | None]:
-        """Row of each study_id in the table (None if absent); one binary search for all."""
+    def _row_positions(self, study_ids: Sequence[str]) -> np.ndarray:
+        """Row of each study_id in the table (-1 if absent); one binary search for all."""
         keys = [normalise_study_id(s) for s in study_ids]
         if self._int_keys is None:
             assert self._dict_keys is not None
-            return [self._dict_keys.get(k) for k in keys]
-        numeric = [k.isdigit() and len(k) < 19 for k in keys]
-        values = np.fromiter((int(k) if ok else -1 for k, ok in zip(keys, numeric, strict=True)),
-                             dtype=np.int64, count=len(keys))
+            found = self._dict_keys.get
+            return np.fromiter((found(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        if all(map(str.isdigit, keys)) and max(map(len, keys), default=0) < 19:
+            numeric = np.ones(len(keys), dtype=bool)  # all of MIMIC's: no Python per key
+            values = np.fromiter(map(int, keys), dtype=np.int64, count=len(keys))
+        else:
+            numeric = np.array([k.isdigit() and len(k) < 19 for k in keys], dtype=bool)
+            values = np.fromiter((int(k) if ok else -1 for k, ok in zip(keys, numeric,
+                                                                         strict=True)),
+                                 dtype=np.int64, count=len(keys))
         positions = np.searchsorted(self._int_keys, values)
         positions[positions == len(self._int_keys)] = 0
-        hits = (self._int_keys[positions] == values) & np.array(numeric, dtype=bool)
-        rows = self._order[positions]
-        return [int(r) if hit else None for r, hit in zip(rows.tolist(), hits.tolist(),
-                                                          strict=True)]
+        hits = (self._int_keys[positions] == values) & numeric
+        return np.where(hits, self._order[positions], -1)
 
     def get(self, study_id: str) -> StudyMetadata | None:
         """The study's metadata, or None when the table has no row for it."""
@@ -258,21 +262,24 @@ class MetadataTable:
         """
         import pyarrow as pa
 
-        indices = self._row_indices(study_ids)
-        found = np.array([i for i in indices if i is not None], dtype=np.int64)
-        if not len(found):
-            return [None] * len(indices)
+        positions = self._row_positions(study_ids)
+        result: list[RowValues | None] = [None] * len(positions)
+        wanted_at = np.flatnonzero(positions >= 0)
+        if not len(wanted_at):
+            return result
+        found = positions[wanted_at]
         # Take within each record batch: a take across a many-chunked table concatenates
         # the chunks first, which costs the whole table per call.
         batch_of = np.searchsorted(self._batch_starts, found, side="right") - 1
-        rows_by_index: dict[int, RowValues] = {}
         for batch_index in np.unique(batch_of).tolist():
-            wanted = found[batch_of == batch_index]
-            local = pa.array(wanted - self._batch_starts[batch_index], type=pa.int64())
+            selected = batch_of == batch_index
+            local = pa.array(found[selected] - self._batch_starts[batch_index], type=pa.int64())
             taken = self._batches[batch_index].take(local)
             columns = [column.to_pylist() for column in taken.columns]
-            rows_by_index.update(zip(wanted.tolist(), zip(*columns, strict=True), strict=True))
-        return [None if i is None else rows_by_index[i] for i in indices]
+            for at, values in zip(wanted_at[selected].tolist(), zip(*columns, strict=True),
+                                  strict=True):
+                result[at] = values
+        return result
 
 
 @contextmanager

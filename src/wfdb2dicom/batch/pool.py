@@ -77,6 +77,9 @@ def _worker_main(index: int, conn: mpc.Connection, slots: Any, runner: Any) -> N
     setup = getattr(runner, "setup", None)
     if setup is not None:
         setup()
+    if os.environ.get("XFREEZE"):
+        import gc
+        gc.freeze()
     try:
         conn.send(None)  # ready: the parent sends chunks only to workers that can read them
         while True:
