@@ -301,3 +301,27 @@ def test_write_atomic_mode_and_stale_temp(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_write_atomic_pieces_with_and_without_writev(tmp_path: Path, monkeypatch) -> None:
+    """Pieces (bytes and flat sample views) land in order: by one gathered write, after a
+    short gathered write, and where the platform has no ``os.writev`` (Windows). A short
+    write cannot be provoked on a local file, so a writev that stops early stands in."""
+    import os
+
+    import numpy as np
+
+    from wfdb2dicom import atomic
+
+    samples = np.arange(-600, 600, dtype="<i2").reshape(100, 12)
+    pieces = [b"head", memoryview(samples).cast("B"), b"", b"tail"]
+    expected = b"head" + samples.tobytes() + b"tail"
+    atomic.write_atomic(tmp_path / "a" / "gathered.dcm", pieces)
+    monkeypatch.setattr(atomic, "_WRITEV", lambda fd, parts: os.write(fd, b"".join(parts)[:7]))
+    atomic.write_atomic(tmp_path / "a" / "short.dcm", pieces)
+    monkeypatch.setattr(atomic, "_WRITEV", None)
+    atomic.write_atomic(tmp_path / "a" / "plain.dcm", pieces)
+    for name in ("gathered", "short", "plain"):
+        assert (tmp_path / "a" / f"{name}.dcm").read_bytes() == expected, name
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "gathered.dcm", "plain.dcm", "short.dcm"]

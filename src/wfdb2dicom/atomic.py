@@ -8,7 +8,7 @@ mid-write leaves only files that :func:`sweep_temps` recognises and removes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO
 
@@ -44,21 +44,46 @@ def _open_temp(path: str) -> tuple[int, str]:
     return os.open(tmp, _OPEN_FLAGS, 0o666), tmp
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that no partial file is ever visible there."""
+def write_atomic(
+    path: str | os.PathLike[str], data: bytes | Sequence[bytes | memoryview]
+) -> None:
+    """Write ``data`` (bytes, or pieces to write in order) to ``path`` so that no partial
+    file is ever visible there."""
     path = os.fspath(path)
     fd, tmp = _open_temp(path)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            _write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+def _write_all(fd: int, data: bytes | Sequence[bytes | memoryview]) -> None:
+    """Pieces go out in one gathered write where the platform has one (no joined copy).
+
+    Pieces are bytes-like objects whose ``len`` is their size in bytes (flat views)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        pieces: Sequence[bytes | memoryview] = (data,)
+    else:
+        pieces = data
+        if _WRITEV is not None and len(pieces) <= _WRITEV_MAX:
+            written = _WRITEV(fd, pieces)
+            total = sum(map(len, pieces))
+            if written == total:
+                return
+            pieces = (memoryview(b"".join(pieces))[written:],)  # a short write: rare
+    for piece in pieces:
+        view = memoryview(piece).cast("B")
+        while view:
+            view = view[os.write(fd, view):]
+
+
+_WRITEV = getattr(os, "writev", None)
+_WRITEV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if _WRITEV is not None else 0
 
 
 @contextmanager

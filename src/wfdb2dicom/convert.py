@@ -77,14 +77,26 @@ def convert_to_bytes(
     study_id: str | None = None,
     options: ConversionOptions | None = None,
 ) -> bytes:
-    """Read, map, encode and quick-check one record: the batch engine's unit of work.
+    """Read, map, encode and quick-check one record: the complete file's bytes.
 
-    Uses the fast encoder (byte-identical to pydicom's writer; see encoder.py). Returns the
-    complete file's bytes (validated in memory, nothing written). Refusals raise
-    :class:`~wfdb2dicom.errors.ConversionError` subclasses, a failed integrity check raises
-    :class:`~wfdb2dicom.validate.ValidationFailed`.
+    Uses the fast encoder (byte-identical to pydicom's writer; see encoder.py); validated in
+    memory, nothing written. Refusals raise :class:`~wfdb2dicom.errors.ConversionError`
+    subclasses, a failed integrity check raises :class:`~wfdb2dicom.validate.ValidationFailed`.
     """
-    from .encoder import encode_plan
+    return b"".join(convert_to_parts(record_path, metadata, study_id=study_id,
+                                     options=options))
+
+
+def convert_to_parts(
+    record_path: str | Path,
+    metadata: StudyMetadata | MetadataTable | None,
+    *,
+    study_id: str | None = None,
+    options: ConversionOptions | None = None,
+) -> list[bytes | memoryview]:
+    """:func:`convert_to_bytes` in pieces for :func:`~wfdb2dicom.atomic.write_atomic` (a
+    gathered write): the batch engine's unit of work."""
+    from .encoder import encode_plan_parts
     from .validate import quick_check_plan
 
     options = options or ConversionOptions()
@@ -92,7 +104,7 @@ def convert_to_bytes(
     key = normalise_study_id(study_id or record.name)
     plan = plan_object(record, resolve_metadata(metadata, key), study_id=key, options=options)
     quick_check_plan(plan)
-    return encode_plan(plan)
+    return encode_plan_parts(plan)
 
 
 def convert_record(
@@ -104,8 +116,8 @@ def convert_record(
     options: ConversionOptions | None = None,
 ) -> Path:
     """Convert one record to ``out_path``; nothing is written unless conversion succeeds."""
-    data = convert_to_bytes(record_path, metadata, study_id=study_id, options=options)
-    write_atomic(out_path, data)
+    write_atomic(out_path, convert_to_parts(record_path, metadata, study_id=study_id,
+                                            options=options))
     return Path(out_path)
 
 

@@ -230,13 +230,20 @@ PER_RECORD_KEYWORDS = frozenset((
 
 
 def encode_plan(plan: ObjectPlan) -> bytes:
-    """The Part 10 file for ``plan``, byte-identical to pydicom's ``save_as``.
+    """The Part 10 file for ``plan``, byte-identical to pydicom's ``save_as``."""
+    return b"".join(encode_plan_parts(plan))
+
+
+def encode_plan_parts(plan: ObjectPlan) -> list[bytes | memoryview]:
+    """The file of :func:`encode_plan` in pieces (bytes, or flat byte views of the samples,
+    not copied): for a gathered write (``os.writev``), which saves one copy of the samples.
 
     The plan lists its attributes in tag order, and all of them come before the three
     sequences (Acquisition Context, Waveform Annotation, Waveform), so nothing is sorted.
     """
     template = _waveform_template(plan.groups)
-    parts = [PREAMBLE, _file_meta_bytes(plan.sop_class_uid, plan.sop_instance_uid)]
+    parts: list[bytes | memoryview] = [
+        PREAMBLE, _file_meta_bytes(plan.sop_class_uid, plan.sop_instance_uid)]
     parts += [_element_encoder(keyword)(value) if keyword in PER_RECORD_KEYWORDS
               else _encode_repeated(keyword, value) for keyword, value in plan.attributes]
     parts.append(_empty_sequence(ACQUISITION_CONTEXT_TAG))
@@ -245,7 +252,7 @@ def encode_plan(plan: ObjectPlan) -> bytes:
         parts.append(_sequence_bytes(WAVEFORM_ANNOTATION_TAG, items))
     for piece, samples in zip(template, plan.samples, strict=False):
         parts.append(piece)
-        parts.append(samples.astype("<i2", copy=False).data if samples.flags.c_contiguous
-                     else samples.astype("<i2").tobytes())
+        parts.append(memoryview(samples.astype("<i2", copy=False)).cast("B")
+                     if samples.flags.c_contiguous else samples.astype("<i2").tobytes())
     parts.append(template[-1])
-    return b"".join(parts)
+    return parts

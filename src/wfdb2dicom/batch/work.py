@@ -1,7 +1,7 @@
 """One task in a worker process: find the record, convert it, write it atomically.
 
 This is the only module of the engine that knows a conversion happens; it leaves the
-conversion itself to :func:`wfdb2dicom.convert.convert_to_bytes`. A task is the tuple
+conversion itself to :func:`wfdb2dicom.convert.convert_to_parts`. A task is the tuple
 ``(task_id, rel_path, study_id, metadata, verify)`` built by the engine.
 """
 
@@ -53,11 +53,11 @@ class TaskRunner:
 
     def setup(self) -> None:
         """Import and build what every task needs, once per worker process."""
-        from ..convert import convert_to_bytes, write_atomic
+        from ..convert import convert_to_parts, write_atomic
         from ..metadata import StudyMetadata
 
         self._metadata = StudyMetadata.from_values
-        self._convert = convert_to_bytes
+        self._convert = convert_to_parts
         self._write = write_atomic
         self._conversion_options = self.options.build()
         self._ready = True
