@@ -14,9 +14,11 @@ from pydicom.dataset import Dataset
 
 from .atomic import write_atomic
 from .builder import ConversionOptions, build_dataset, plan_object
+from .encoder import encode_plan_parts
 from .errors import MetadataError
 from .metadata import MetadataTable, StudyMetadata, normalise_study_id
 from .reader import read_record, record_base
+from .validate import quick_check, quick_check_plan
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,9 +98,6 @@ def convert_to_parts(
 ) -> list[bytes | memoryview]:
     """:func:`convert_to_bytes` in pieces for :func:`~wfdb2dicom.atomic.write_atomic` (a
     gathered write): the batch engine's unit of work."""
-    from .encoder import encode_plan_parts
-    from .validate import quick_check_plan
-
     options = options or ConversionOptions()
     record = read_record(record_path, verify_checksums=options.verify_checksums)
     key = normalise_study_id(study_id or record.name)
@@ -133,8 +132,6 @@ def wfdb_to_dicom_ecg_phase1(
     ``df_info`` is the seed's metadata DataFrame (or ``machine_measurements.csv`` read with
     pandas); the study_id is the record name.
     """
-    from .validate import quick_check
-
     table = MetadataTable.from_dataframe(df_info)
     ds = record_to_dataset(
         record_base(sample_path_no_ext), table, study_uid=study_uid, series_uid=series_uid

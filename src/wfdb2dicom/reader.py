@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +74,9 @@ def read_record(path: str | Path, *, verify_checksums: bool = True) -> EcgRecord
 
 def _check_signals(header: Header) -> None:
     """Every signal file must be a plain name in the record's directory (checked once each)."""
-    seen: set[str] = set()
-    for name, common in zip(header.file_names, header.layout.common, strict=True):
-        if name in seen:
-            continue
-        seen.add(name)
-        description = common[10]
+    for name in dict.fromkeys(header.file_names):  # one name for all of MIMIC's signals
         if name == "~":
+            description = header.layout.common[header.file_names.index(name)][10]
             raise RecordError(f"signal {description!r} has no signal file ('~')")
         if "/" in name or "\\" in name or name in (".", ".."):
             raise RecordError(f"signal file {name!r} is not in the record's directory")
@@ -91,15 +88,15 @@ def _fast_path_applies(header: Header) -> bool:
 
 
 def _read_signal_file(path: str, expected: int | None = None) -> bytes:
-    name = os.path.basename(path)
     try:
         return read_file(path, expected)
     except FileNotFoundError:
-        raise RecordError(f"missing signal file {name}") from None
+        raise RecordError(f"missing signal file {os.path.basename(path)}") from None
     except IsADirectoryError:
-        raise RecordError(f"signal file {name} is a directory") from None
+        raise RecordError(f"signal file {os.path.basename(path)} is a directory") from None
     except OSError as exc:
-        raise RecordError(f"cannot read signal file {name}: {exc.strerror}") from None
+        raise RecordError(
+            f"cannot read signal file {os.path.basename(path)}: {exc.strerror}") from None
 
 
 def _size_mismatch(name: str, actual: int, expected: int, what: str) -> RecordError:
@@ -203,12 +200,19 @@ def column_sums(samples: np.ndarray) -> list[int]:
     int16 wrap-around preserves.
     """
     n_samples, n_channels = samples.shape
+    frames = _frames_per_row(n_samples)
+    add = np.add.reduce
+    partial = add(samples.reshape(n_samples // frames, frames * n_channels), 0, np.int16)
+    return add(partial.reshape(frames, n_channels), 0, np.int64).tolist()
+
+
+@lru_cache(maxsize=256)
+def _frames_per_row(n_samples: int) -> int:
+    """The most frames (up to 40) that divide ``n_samples``: rows of a few hundred values."""
     frames = 40
     while n_samples % frames:
         frames -= 1
-    wide = samples.reshape(n_samples // frames, frames * n_channels)
-    partial = wide.sum(axis=0, dtype=np.int16).reshape(frames, n_channels)
-    return partial.sum(axis=0, dtype=np.int64).tolist()
+    return frames
 
 
 def _verify_checksums(header: Header, sums: list[int]) -> None:
