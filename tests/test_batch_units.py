@@ -325,3 +325,17 @@ def test_write_atomic_pieces_with_and_without_writev(tmp_path: Path, monkeypatch
         assert (tmp_path / "a" / f"{name}.dcm").read_bytes() == expected, name
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
         "gathered.dcm", "plain.dcm", "short.dcm"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork: POSIX only")
+def test_temp_names_use_the_forked_childs_pid(tmp_path: Path) -> None:
+    """Workers are forked: each must name its temporary files with its own pid, or two
+    writers of one output could share a temporary file."""
+    from wfdb2dicom import atomic
+
+    child = os.fork()
+    if child == 0:  # the child reports by exit status only
+        os._exit(0 if atomic._pid == os.getpid() != os.getppid() else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert atomic._pid == os.getpid()

@@ -14,6 +14,19 @@ from typing import IO
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
+_pid = os.getpid()
+"""This process's id, for temporary names (a system call saved per file); renewed in a
+forked child."""
+
+
+def _renew_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_pid)
+
 
 def temp_prefix(path: str | os.PathLike[str]) -> str:
     """Every temporary file for ``path`` starts with this (and ends with ``.tmp``)."""
@@ -27,7 +40,7 @@ def _open_temp(path: str) -> tuple[int, str]:
     fewer per file when it exists.
     """
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    tmp = os.path.join(directory, f".{name}.{_pid}.tmp")
     try:
         return os.open(tmp, _OPEN_FLAGS, 0o666), tmp
     except FileNotFoundError:

@@ -42,8 +42,13 @@ def uuid5_int(name: str) -> int:
     """
     digest = int.from_bytes(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16],
                             "big")
-    digest &= ~(0xF000 << 64) & ~(0xC000 << 48)
-    return digest | (5 << 76) | (0x8000 << 48)
+    return digest & _UUID_CLEAR | _UUID_SET
+
+
+_UUID_CLEAR = ~(0xF000 << 64) & ~(0xC000 << 48)
+"""Bits of the version and variant fields."""
+_UUID_SET = (5 << 76) | (0x8000 << 48)
+"""Version 5, variant 10 (RFC 4122)."""
 
 
 def derive_uid(kind: str, key: str, root: str | None = None) -> str:
@@ -51,8 +56,8 @@ def derive_uid(kind: str, key: str, root: str | None = None) -> str:
 
     Without a root: a name-based (SHA-1, version 5) UUID as ``2.25.<integer>`` (PS3.5 B.2).
     With one: pydicom's SHA-512 hash of the name under the root. Note that pydicom's
-    ``generate_uid(prefix=None, entropy_srcs=...)`` ignores the entropy and is random, hence
-    uuid5 here.
+    ``generate_uid(prefix=None, entropy_srcs=...)`` ignores the entropy and is random,
+    hence uuid5 here.
     """
     name = f"wfdb2dicom|{kind}|{key}"
     if root is None:
