@@ -359,3 +359,12 @@ def test_duplicate_rows_are_deterministic(tmp_path: Path) -> None:
                                            f"study_id {sid_a} (row 1)")
     assert rows[3]["dcm_error"] == ""
     assert len(list((work / "dcm").rglob("*.dcm"))) == 2
+
+
+def test_input_with_a_header_only_gives_a_header_only_output(tmp_path: Path) -> None:
+    corpus = generate_corpus(tmp_path / "corpus", 2, seed=5, broken=False)
+    header = corpus.record_list_csv.read_text().splitlines()[0]
+    corpus.record_list_csv.write_text(header + "\n")
+    proc = run(command(corpus, tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.csv").read_text() == header + ",dcm_path,dcm_error\n"

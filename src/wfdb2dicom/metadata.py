@@ -167,7 +167,11 @@ class MetadataTable:
             raise ConversionError("metadata table has no study_id column")
         table = table if cleaned else _clean_table(table)
         self._table = table = _in_column_order(table)
-        self._batches = table.to_batches()
+        # Columns empty throughout (the seed's two filter columns in a CSV, the last report
+        # columns) are not taken per chunk: every row's value there is None.
+        self._taken = [i for i, column in enumerate(table.columns)
+                       if i == 0 or column.null_count < table.num_rows]
+        self._batches = table.select(self._taken).to_batches()
         self._batch_starts = np.cumsum([0] + [b.num_rows for b in self._batches])[:-1]
         self._int_keys: np.ndarray | None = None
         self._order: np.ndarray | None = None
@@ -275,7 +279,11 @@ class MetadataTable:
             selected = batch_of == batch_index
             local = pa.array(found[selected] - self._batch_starts[batch_index], type=pa.int64())
             taken = self._batches[batch_index].take(local)
-            columns = [column.to_pylist() for column in taken.columns]
+            nothing = [None] * len(local)
+            columns = [nothing] * len(COLUMNS)
+            for index, column in zip(self._taken, taken.columns, strict=True):
+                if column.null_count < len(column):
+                    columns[index] = column.to_pylist()
             for at, values in zip(wanted_at[selected].tolist(), zip(*columns, strict=True),
                                   strict=True):
                 result[at] = values

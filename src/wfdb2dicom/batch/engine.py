@@ -254,12 +254,13 @@ class Run:
             paths, sids = self.plan.task_values(block)
             metadata = table.raw_rows(sids) if table is not None else [None] * len(sids)
             tasks, missing = [], []
-            for task, rel, sid, meta in zip(block.tolist(), paths, sids, metadata, strict=True):
+            for task, rel, sid, meta, check in zip(block.tolist(), paths, sids, metadata,
+                                                   verify[block].tolist(), strict=True):
                 self.inflight[task] = (rel, sid)
                 if table is not None and meta is None:
                     missing.append((task, outcomes.FAILED, MISSING_METADATA))
                 else:
-                    tasks.append((task, rel, sid, meta, bool(verify[task])))
+                    tasks.append((task, rel, sid, meta, check))
             if missing:
                 self._record(missing)
             yield tasks
@@ -267,9 +268,9 @@ class Run:
     def _record(self, results: list[Result]) -> None:
         plan, summary = self.plan, self.summary
         n_done = 0
-        for task, outcome, error in results:
+        task_rows = plan.task_n_rows[[task for task, _, _ in results]].tolist()
+        for (task, outcome, error), n_rows in zip(results, task_rows, strict=True):
             rel, sid = self.inflight.pop(task)
-            n_rows = int(plan.task_n_rows[task])
             n_done += n_rows
             if outcome == outcomes.DONE:
                 self.status[task] = CONVERTED

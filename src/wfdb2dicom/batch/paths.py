@@ -113,6 +113,13 @@ class Layout:
         """The ``dcm_path`` value reported for record ``rel``."""
         return f"{self._shown_prefix}{self._native(rel)}.dcm"
 
+    def shown_output_paths(self, rels: list[str]) -> list[str]:
+        """:meth:`shown_output_path` of each of ``rels`` (the output CSV's, in bulk)."""
+        prefix = self._shown_prefix
+        if os.sep == "/":
+            return [f"{prefix}{rel}.dcm" for rel in rels]
+        return [f"{prefix}{self._native(rel)}.dcm" for rel in rels]
+
     def record_base(self, rel: str) -> str:
         """The record to read; refuses one whose header or ``.dat`` resolves outside the root."""
         folder, _, name = rel.rpartition("/")

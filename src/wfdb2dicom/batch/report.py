@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -106,11 +107,12 @@ def write_output_csv(
     n_input = len(header)
     appended = width == n_input + 2 and out_header[-2:] == [dcm_path_col, error_col]
     dcm_at, error_at = out_header.index(dcm_path_col), out_header.index(error_col)
-    shown = layout.shown_output_path
     padding = [""] * width
     with atomic_file(Path(output_csv)) as out, handle:
-        writer = csv.writer(out, lineterminator="\n")
+        buffer = io.StringIO()  # rows are formatted here and written a block at a time
+        writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(out_header)
+        out.write(buffer.getvalue())
         rows = iter_rows(reader, input_csv)
         start = 0
         while block := list(islice(rows, BLOCK)):
@@ -120,13 +122,14 @@ def write_output_csv(
             tasks = plan.row_task[start:end]
             outcome = np.where(tasks >= 0, status[np.maximum(tasks, 0)], -1).tolist()
             rels = plan.rows.paths.slice(start, end - start).to_pylist()
+            shown = layout.shown_output_paths(rels)
             errors = ledger.errors_of([
                 rel for rel, state in zip(rels, outcome, strict=True) if state == FAILED
             ])
             for offset, row in enumerate(block):
                 state = outcome[offset]
                 if state == CONVERTED or state == SKIPPED:
-                    dcm_path, error = shown(rels[offset]), ""
+                    dcm_path, error = shown[offset], ""
                 elif state < 0:  # refused before any work
                     dcm_path, error = "", plan.row_errors[start + offset]
                 else:
@@ -138,7 +141,10 @@ def write_output_csv(
                     row = (row[:n_input] + padding)[:width]
                     row[dcm_at], row[error_at] = dcm_path, error
                     block[offset] = row
+            buffer.seek(0)
+            buffer.truncate()
             writer.writerows(block)
+            out.write(buffer.getvalue())
             start = end
         if start != plan.rows.n_rows:
             raise BatchError(
