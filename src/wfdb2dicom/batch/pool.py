@@ -16,7 +16,10 @@ one never corrupts a queue the others share, and:
 
 Workers and the task runner are module-level and picklable, so this works under ``spawn``
 (Windows, macOS) as well as ``fork``. The pool knows nothing about the tasks beyond
-``task[0]`` being a unique integer id; ``runner(task)`` returns ``(status, error)``.
+``task[0]`` being a unique integer id; ``runner(task)`` returns ``(status, error)``. A
+runner may instead take a whole chunk, ``runner.run_chunk(chunk, mark)`` returning
+``(task_id, status, error)`` per task, calling ``mark(task_id)`` whenever it turns to a
+task, so the slot still names the task a hang or crash belongs to.
 """
 
 from __future__ import annotations
@@ -70,6 +73,11 @@ def _exit_with_parent() -> None:
     os._exit(3)
 
 
+def _mark(slots: Any, index: int, task_id: int) -> None:
+    """Publish the task a worker is on (see the module docstring)."""
+    slots[index] = task_id + 1
+
+
 def _worker_main(index: int, conn: mpc.Connection, slots: Any, runner: Any) -> None:
     """A worker: announce readiness, then run chunks until told to stop (``None``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -77,6 +85,7 @@ def _worker_main(index: int, conn: mpc.Connection, slots: Any, runner: Any) -> N
     setup = getattr(runner, "setup", None)
     if setup is not None:
         setup()
+    run_chunk = getattr(runner, "run_chunk", None)
     if os.environ.get("XFREEZE"):
         import gc
         gc.freeze()
@@ -86,11 +95,14 @@ def _worker_main(index: int, conn: mpc.Connection, slots: Any, runner: Any) -> N
             chunk = conn.recv()
             if chunk is None:
                 return
-            results = []
-            for task in chunk:
-                slots[index] = task[0] + 1
-                status, error = runner(task)
-                results.append((task[0], status, error))
+            if run_chunk is not None:
+                results = run_chunk(chunk, lambda task_id: _mark(slots, index, task_id))
+            else:
+                results = []
+                for task in chunk:
+                    slots[index] = task[0] + 1
+                    status, error = runner(task)
+                    results.append((task[0], status, error))
             slots[index] = 0
             conn.send(results)
     except (EOFError, OSError):  # the parent went away

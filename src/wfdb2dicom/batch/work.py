@@ -1,13 +1,14 @@
-"""One task in a worker process: find the record, convert it, write it atomically.
+"""Tasks in a worker process: find each record, convert it, write it atomically.
 
 This is the only module of the engine that knows a conversion happens; it leaves the
-conversion itself to :func:`wfdb2dicom.convert.convert_to_parts`. A task is the tuple
+conversion itself to :func:`wfdb2dicom.convert.convert_many_to_parts`. A task is the tuple
 ``(task_id, rel_path, study_id, metadata, verify)`` built by the engine.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,33 +54,60 @@ class TaskRunner:
 
     def setup(self) -> None:
         """Import and build what every task needs, once per worker process."""
-        from ..convert import convert_to_parts, write_atomic
+        from ..convert import convert_many_to_parts, write_atomic
         from ..metadata import StudyMetadata
 
         self._metadata = StudyMetadata.from_values
-        self._convert = convert_to_parts
+        self._convert_many = convert_many_to_parts
         self._write = write_atomic
         self._conversion_options = self.options.build()
         self._ready = True
 
     def __call__(self, task: Task) -> tuple[int, str | None]:
-        """``(DONE | KEPT | FAILED, error)``; every exception becomes the row's error string."""
+        """``(DONE | KEPT | FAILED, error)`` of one task."""
+        _, status, error = self.run_chunk([task], lambda task_id: None)[0]
+        return status, error
+
+    def run_chunk(self, tasks: list[Task],
+                  mark: Callable[[int], None]) -> list[tuple[int, int, str | None]]:
+        """``(task_id, DONE | KEPT | FAILED, error)`` of each task, in order; every
+        exception becomes its task's error string.
+
+        Stage by stage over the chunk (see :func:`~wfdb2dicom.convert.convert_many_to_parts`):
+        metadata and paths, conversion, writes. ``mark(task_id)`` is called before each
+        step of a task, so the pool's heartbeat names the task a hung step belongs to.
+        """
         if not self._ready:
             self.setup()
-        _, rel, study_id, row, verify = task
-        try:
-            metadata = None if row is None else self._metadata(row)
-            record = self.layout.record_base(rel)
-            out = self.layout.output(rel)
-            if verify and _still_valid(out):
-                return KEPT, None
-            data = self._convert(
-                record, metadata, study_id=study_id, options=self._conversion_options
-            )
-            self._write(out, data)
-            return DONE, None
-        except Exception as exc:  # the row's result; the run goes on
-            return FAILED, describe_exception(exc)
+        outcome: dict[int, tuple[int, str | None]] = {}
+        jobs, job_tasks, outputs = [], [], []
+        for task_id, rel, study_id, row, verify in tasks:
+            mark(task_id)
+            try:
+                metadata = None if row is None else self._metadata(row)
+                record = self.layout.record_base(rel)
+                out = self.layout.output(rel)
+                if verify and _still_valid(out):
+                    outcome[task_id] = (KEPT, None)
+                    continue
+            except Exception as exc:  # the row's result; the run goes on
+                outcome[task_id] = (FAILED, describe_exception(exc))
+                continue
+            jobs.append((record, metadata, study_id))
+            job_tasks.append(task_id)
+            outputs.append(out)
+        converted = self._convert_many(jobs, options=self._conversion_options,
+                                       before=lambda index: mark(job_tasks[index]))
+        for task_id, out, parts in zip(job_tasks, outputs, converted, strict=True):
+            mark(task_id)
+            try:
+                if isinstance(parts, Exception):
+                    raise parts
+                self._write(out, parts)
+                outcome[task_id] = (DONE, None)
+            except Exception as exc:
+                outcome[task_id] = (FAILED, describe_exception(exc))
+        return [(task[0], *outcome[task[0]]) for task in tasks]
 
 
 def _still_valid(path: str) -> bool:
