@@ -82,3 +82,24 @@ def test_plan_lists_attributes_in_tag_order(demo_corpus, demo_metadata, physione
         assert tags[-1] < 0x00400555  # before the sequences the encoder appends
         keywords_seen.update(keyword for keyword, _ in plan.attributes)
     assert {"StationName", "PatientAge"} <= keywords_seen
+
+
+def test_stage_by_stage_conversion_equals_one_at_a_time(demo_corpus, demo_metadata,
+                                                       tmp_path) -> None:
+    """``convert_many_to_parts`` gives each record what ``convert_to_bytes`` gives it; a
+    record that fails gets its own exception and the others go on; ``before`` names the
+    record of every step (the batch's heartbeat)."""
+    from wfdb2dicom.convert import convert_many_to_parts
+    from wfdb2dicom.errors import RecordError
+
+    good = [demo_corpus.root / rel for rel in demo_corpus.good[:4]]
+    jobs = [(path, demo_metadata.get(path.name), None) for path in good]
+    jobs.insert(2, (tmp_path / "missing", None, None))
+    steps: list[int] = []
+    results = convert_many_to_parts(jobs, before=steps.append)
+    assert isinstance(results[2], RecordError) and "missing header" in str(results[2])
+    for (path, metadata, _), parts in zip(jobs, results, strict=True):
+        if path.name != "missing":
+            assert_identical(b"".join(parts), convert_to_bytes(path, metadata), path.name)
+    # read, map, check and encode for each good record; only the read for the missing one
+    assert steps == [0, 1, 2, 3, 4] + [0, 1, 3, 4] * 3

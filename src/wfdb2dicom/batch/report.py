@@ -141,10 +141,11 @@ def write_output_csv(
                     row = (row[:n_input] + padding)[:width]
                     row[dcm_at], row[error_at] = dcm_path, error
                     block[offset] = row
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerows(block)
-            out.write(buffer.getvalue())
+            for part in range(0, len(block), 4096):  # the text of a few thousand rows at most
+                buffer.seek(0)
+                buffer.truncate()
+                writer.writerows(block[part:part + 4096])
+                out.write(buffer.getvalue())
             start = end
         if start != plan.rows.n_rows:
             raise BatchError(
