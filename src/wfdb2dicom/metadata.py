@@ -179,8 +179,9 @@ class MetadataTable:
         ints = _integer_keys(table.column("study_id"))
         if ints is not None:
             # stable sort: with duplicate study_ids the first row of the table wins
-            self._order = np.argsort(ints, kind="stable")
-            self._int_keys = ints[self._order]
+            order = np.argsort(ints, kind="stable")
+            self._int_keys = ints[order]
+            self._order = order.astype(np.int32) if len(order) < 2**31 else order
         else:
             keys = [normalise_study_id(v) if v is not None else "" for v in
                     table.column("study_id").to_pylist()]
@@ -359,6 +360,8 @@ def _integer_keys(column: pa.ChunkedArray) -> np.ndarray | None:
 
     if column.null_count:
         return None
+    if pc.all(pc.match_substring_regex(column, r"^[0-9]{1,18}$")).as_py():
+        return pc.cast(column, pa.int64()).to_numpy()  # all plain: no cleaned copy needed
     text = pc.replace_substring_regex(column, r"\.0$", "")
     if not pc.all(pc.match_substring_regex(text, r"^[0-9]{1,18}$")).as_py():
         return None

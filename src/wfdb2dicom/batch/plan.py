@@ -299,6 +299,9 @@ def build_plan(
                 )
                 row_task[row] = -1
     task_n_rows = np.bincount(row_task[row_task >= 0], minlength=n_tasks)
+    if rows.n_rows < 2**31:  # half the memory for 800,000 rows; positions fit in 32 bits
+        row_task, task_first_row, task_n_rows = (
+            a.astype(np.int32) for a in (row_task, task_first_row, task_n_rows))
 
     done = np.zeros(n_tasks, dtype=bool)
     if not overwrite and n_tasks:

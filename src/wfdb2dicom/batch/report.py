@@ -24,7 +24,10 @@ from . import BatchError
 from .ledger import Ledger
 from .outcomes import error_kind
 from .paths import Layout
-from .plan import BLOCK, Plan, iter_rows, open_csv
+from .plan import Plan, iter_rows, open_csv
+
+OUTPUT_BLOCK = 8192
+"""Rows of the output CSV made at a time (their texts, paths and lists are held at once)."""
 
 PENDING, SKIPPED, CONVERTED, FAILED = 0, 1, 2, 3
 """Where each task stands in this run (``Run.status``)."""
@@ -115,7 +118,7 @@ def write_output_csv(
         out.write(buffer.getvalue())
         rows = iter_rows(reader, input_csv)
         start = 0
-        while block := list(islice(rows, BLOCK)):
+        while block := list(islice(rows, OUTPUT_BLOCK)):
             end = start + len(block)
             if end > plan.rows.n_rows:
                 break
@@ -141,11 +144,10 @@ def write_output_csv(
                     row = (row[:n_input] + padding)[:width]
                     row[dcm_at], row[error_at] = dcm_path, error
                     block[offset] = row
-            for part in range(0, len(block), 4096):  # the text of a few thousand rows at most
-                buffer.seek(0)
-                buffer.truncate()
-                writer.writerows(block[part:part + 4096])
-                out.write(buffer.getvalue())
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerows(block)
+            out.write(buffer.getvalue())
             start = end
         if start != plan.rows.n_rows:
             raise BatchError(
