@@ -181,6 +181,7 @@ class MetadataTable:
             # stable sort: with duplicate study_ids the first row of the table wins
             order = np.argsort(ints, kind="stable")
             self._int_keys = ints[order]
+            del ints  # before the 32-bit copy of the order: a lower peak
             self._order = order.astype(np.int32) if len(order) < 2**31 else order
         else:
             keys = [normalise_study_id(v) if v is not None else "" for v in

@@ -143,6 +143,7 @@ def run_batch(config: BatchConfig, *, stdout: TextIO | None = None,
         rows = read_input(config.input_csv, config.study_id_col, config.path_col)
         plan = build_plan(rows, ledger, layout, overwrite=config.overwrite,
                           verify_existing=config.verify_existing)
+        rows.path_hashes = rows.path_hashes[:0]  # planning's alone (6 MB per 800,000 rows)
         run = Run(config, plan, layout, ledger, log, stderr)
         if may_have_temps:
             run.sweep_temps()
