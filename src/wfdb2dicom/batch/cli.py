@@ -74,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     seed.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                       help="worker processes (default: CPU count, %(default)s here)")
     seed.add_argument("--timeout", type=float, default=60,
-                      help="hard timeout per study in seconds (default %(default)g)")
+                      help="hard timeout per study in seconds, for any one step of it (a "
+                           "read, the encoding, a write) (default %(default)g)")
     seed.add_argument("--checkpoint", type=int, default=2000,
                       help="commit progress every N completed rows, 0 = only at the end "
                       "(default %(default)s)")
