@@ -86,9 +86,6 @@ def _worker_main(index: int, conn: mpc.Connection, slots: Any, runner: Any) -> N
     if setup is not None:
         setup()
     run_chunk = getattr(runner, "run_chunk", None)
-    if os.environ.get("XFREEZE"):
-        import gc
-        gc.freeze()
     try:
         conn.send(None)  # ready: the parent sends chunks only to workers that can read them
         while True:
