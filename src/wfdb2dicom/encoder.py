@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
@@ -202,17 +202,8 @@ def _file_meta_bytes(sop_class_uid: str, sop_instance_uid: str) -> bytes:
 
 @cache
 def _element_encoder(keyword: str) -> Callable[[str], bytes]:
-    """``encode(value)`` for one attribute, its tag, VR and padding looked up once."""
-    tag, vr = _tag_and_vr(keyword)
-    head, length, padding = _element_head(tag, vr)
-
-    def encode(value: str) -> bytes:
-        raw = value.encode("utf-8")
-        if len(raw) % 2:
-            raw += padding
-        return head + length.pack(len(raw)) + raw
-
-    return encode
+    """``encode(value)`` for one attribute: its tag and VR looked up once."""
+    return partial(encode_text_element, *_tag_and_vr(keyword))
 
 
 @lru_cache(maxsize=4096)

@@ -174,6 +174,7 @@ def _parse_signal_lines(
     Anything else (or anything the fast path cannot convert) goes line by line.
     """
     split = [line.split(None, 8) for line in lines]
+    key = None
     if set(map(len, split)) == {9}:
         names, fmts, gains, resolutions, zeros, initial, checks, blocks, descriptions = zip(
             *split, strict=True
@@ -190,7 +191,7 @@ def _parse_signal_lines(
     parsed = [_parse_signal_line(line, source) for line in lines]
     names, commons, initial_values, checksums = zip(*parsed, strict=True)
     layout = _signal_layout(commons)
-    if set(map(len, split)) == {9}:
+    if key is not None:  # every field spelled out: later headers take the fast path
         if len(_layouts_by_fields) >= 1024:
             _layouts_by_fields.clear()
         _layouts_by_fields[key] = layout

@@ -165,13 +165,14 @@ class MetadataTable:
 
         if "study_id" not in table.column_names:
             raise ConversionError("metadata table has no study_id column")
-        table = table if cleaned else _clean_table(table)
-        self._table = table = _in_column_order(table)
-        # Columns empty throughout (the seed's two filter columns in a CSV, the last report
-        # columns) are not taken per chunk: every row's value there is None.
-        self._taken = [i for i, column in enumerate(table.columns)
-                       if i == 0 or column.null_count < table.num_rows]
-        self._batches = table.select(self._taken).to_batches()
+        self._table = table = table if cleaned else _clean_table(table)
+        # Only columns that hold something are taken per chunk: in a column the file lacks
+        # (the seed's two filter columns in a CSV) or that is empty throughout (the last
+        # report columns), every row's value is None.
+        present = set(table.column_names)
+        self._taken = [i for i, name in enumerate(COLUMNS) if name in present and (
+            i == 0 or table.column(name).null_count < table.num_rows)]
+        self._batches = table.select([COLUMNS[i] for i in self._taken]).to_batches()
         self._batch_starts = np.cumsum([0] + [b.num_rows for b in self._batches])[:-1]
         self._int_keys: np.ndarray | None = None
         self._order: np.ndarray | None = None
@@ -335,20 +336,6 @@ def _clean_table(table: pa.Table) -> pa.Table:
         column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
         table = table.set_column(index, name, column)
     return table
-
-
-def _in_column_order(table: pa.Table) -> pa.Table:
-    """Exactly :data:`COLUMNS`, in order; a column the file lacks is all null."""
-    import pyarrow as pa
-
-    if tuple(table.column_names) == COLUMNS:
-        return table
-    present = set(table.column_names)
-    return pa.Table.from_arrays(
-        [table.column(name) if name in present
-         else pa.chunked_array([pa.nulls(table.num_rows, pa.string())]) for name in COLUMNS],
-        names=list(COLUMNS),
-    )
 
 
 def _integer_keys(column: pa.ChunkedArray) -> np.ndarray | None:
