@@ -8,6 +8,7 @@ or kill processes cannot disturb the others.
 from __future__ import annotations
 
 import csv
+import multiprocessing as mp
 import os
 import random
 import shutil
@@ -306,16 +307,21 @@ def test_resume_skips_done_overwrite_redoes_deleted_is_redone(tmp_path: Path) ->
     assert (work / "out.csv").read_bytes() == first_csv
 
 
-def test_spawn_gives_the_same_output_as_the_default(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_every_start_method_gives_the_same_output_as_the_default(tmp_path: Path,
+                                                                 method: str) -> None:
+    """The default is ``forkserver`` where there is one (see ``pool.start_method``)."""
+    if method not in mp.get_all_start_methods():
+        pytest.skip(f"this platform has no {method} start method")
     corpus = generate_corpus(tmp_path / "mimic", 10, seed=13)
     work = tmp_path / "work"
     args = command(corpus, work, "--checkpoint", "4")
-    assert run(args, env={"WFDB2DICOM_START_METHOD": "spawn"}).returncode == 1
-    spawned = tmp_path / "spawned"
-    work.rename(spawned)
+    assert run(args, env={"WFDB2DICOM_START_METHOD": method}).returncode == 1
+    other = tmp_path / method
+    work.rename(other)
     assert run(args).returncode == 1
-    assert (work / "out.csv").read_bytes() == (spawned / "out.csv").read_bytes()
-    assert dicom_files(work / "dcm") == dicom_files(spawned / "dcm")
+    assert (work / "out.csv").read_bytes() == (other / "out.csv").read_bytes()
+    assert dicom_files(work / "dcm") == dicom_files(other / "dcm")
 
 
 def test_seed_pickle_and_seed_output_are_adopted(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from wfdb2dicom.batch.outcomes import (
 )
 from wfdb2dicom.batch.paths import Layout, UnsafePath, normalise_record_path
 from wfdb2dicom.batch.plan import build_plan, group_by_path, read_input
-from wfdb2dicom.batch.pool import WorkerPool
+from wfdb2dicom.batch.pool import START_METHOD_ENV, WorkerPool, start_method
 from wfdb2dicom.batch.report import ErrorLog
 from wfdb2dicom.convert import MISSING_METADATA as CONVERT_MISSING_METADATA
 from wfdb2dicom.validate import ValidationFailed
@@ -339,3 +339,13 @@ def test_temp_names_use_the_forked_childs_pid(tmp_path: Path) -> None:
     _, status = os.waitpid(child, 0)
     assert os.WEXITSTATUS(status) == 0
     assert atomic._pid == os.getpid()
+
+
+def test_workers_start_from_a_fork_server_where_there_is_one(monkeypatch) -> None:
+    """So a worker never carries the parent's plan or metadata table (bench/memory.py)."""
+    monkeypatch.delenv(START_METHOD_ENV, raising=False)
+    has_server = "forkserver" in mp.get_all_start_methods()
+    assert start_method() == ("forkserver" if has_server else None)
+    assert start_method("spawn") == "spawn"
+    monkeypatch.setenv(START_METHOD_ENV, "spawn")
+    assert start_method() == "spawn"

@@ -57,3 +57,55 @@ def test_from_row_matches_from_values_and_refuses_bad_times() -> None:
     assert metadata.reports == ("Sinus rhythm",)
     with pytest.raises(MetadataError, match="ecg_time"):
         StudyMetadata.from_row({"study_id": "1", "ecg_time": "yesterday"})
+
+
+@pytest.mark.parametrize("first_id", [40_000_000, 9_000_000_000])  # 31-bit keys, and wider
+def test_compact_groups_give_every_row_as_written(tmp_path: Path, monkeypatch,
+                                                  first_id: int) -> None:
+    """Read in many small groups, each compacted its own way (a column empty in one group
+    and full in another, dictionaries, plain texts), every row comes back as written:
+    stripped, empty -> None, the first of duplicate study_ids winning."""
+    import csv
+    import random
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from wfdb2dicom import metadata
+
+    monkeypatch.setattr(metadata, "BATCH_ROWS", 128)
+    monkeypatch.setattr(metadata, "READ_BLOCK_BYTES", 4096)
+    rng = random.Random(7)
+    ids = [first_id + i * 7 for i in range(600)]
+    rng.shuffle(ids)
+    words = ["Sinus rhythm", " Normal ECG ", "Abnormal ECG", "", "Left axis deviation"]
+    header = ["study_id", "subject_id", "ecg_time", "report_0", "report_1", "rr_interval",
+              "unused"]
+    rows = []
+    for n, sid in enumerate(ids):
+        rows.append([str(sid), str(1000 + n % 37), f"2180-01-01 00:{n % 60:02d}:{n % 59:02d}",
+                     rng.choice(words), rng.choice(words) if 200 <= n < 260 else "",
+                     str(600 + n % 300) if n % 5 else "", "x"])
+    rows.append([str(ids[3]), "duplicate", "", "", "", "", ""])  # later: loses to the first
+    path = tmp_path / "mm.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+
+    table = MetadataTable.load(path)
+    plain = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        column_types=dict.fromkeys(header, pa.string())))
+    used = plain.drop_columns(["unused"])
+    assert len(table) == len(rows) and table.nbytes < used.nbytes * 0.75, (
+        table.nbytes, used.nbytes)
+    wanted = [*ids, first_id + 1, 123]  # the last two are in no row
+    got = table.raw_rows([str(s) for s in wanted])
+    assert got[-2:] == [None, None]
+    for row, values in zip(rows[:-1], got[:-2], strict=True):
+        written = dict(zip(header, row, strict=True))
+        assert values == tuple((written.get(name) or "").strip() or None for name in COLUMNS)
+
+    parquet = tmp_path / "mm.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(plain, parquet)
+    assert MetadataTable.load(parquet).raw_rows([str(s) for s in wanted]) == got

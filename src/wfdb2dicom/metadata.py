@@ -1,9 +1,10 @@
 """MIMIC-IV-ECG metadata (``machine_measurements.csv``) indexed by normalised study_id.
 
 Accepts the table exactly as PhysioNet publishes it (CSV), the same table as Parquet, or the
-seed's preprocessed pickle. The table is held as a pyarrow Table of strings (compact: most
-report columns are empty) with a sorted int64 key index when every study_id is numeric, so
-800,000 rows cost little more than the table itself and a lookup is a binary search.
+seed's preprocessed pickle. The table is streamed in and held as Arrow record batches in
+their most compact form (see :class:`MetadataTable`), with a sorted key index when every
+study_id is numeric, so 800,000 rows cost a fraction of the file's size and a lookup is a
+binary search.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import datetime as dt
 import math
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -49,6 +50,10 @@ COLUMNS = (
 )
 """The columns we use, in the order of a row's values (:data:`RowValues`)."""
 _USED_COLUMNS = frozenset(COLUMNS)
+BATCH_ROWS = 65536
+"""Rows per batch of the table as held: each batch has its own dictionaries (see _compact)."""
+READ_BLOCK_BYTES = 1 << 19
+"""The CSV reader's block: small, since it reads up to 32 blocks ahead of the one in use."""
 _REPORTS = slice(8, 8 + len(REPORT_COLUMNS))
 _MEASUREMENTS = slice(_REPORTS.stop, _REPORTS.stop + len(MEASUREMENT_COLUMNS))
 
@@ -158,41 +163,62 @@ def _number(text: str | None) -> float | None:
 
 
 class MetadataTable:
-    """Rows of machine_measurements (or the seed's df_info) looked up by study_id."""
+    """Rows of machine_measurements (or the seed's df_info) looked up by study_id.
 
-    def __init__(self, table: pa.Table, *, cleaned: bool = False) -> None:
-        """``cleaned``: the table already went through ``_clean_table`` (the CSV reader's)."""
+    Held as the record batches the table was read in, each cleaned and made compact as it
+    arrives (see :func:`_compact`): a column empty throughout a batch costs nothing there,
+    and a repetitive one (reports, filters, measurements) is held once per distinct value.
+    Batches may therefore differ in their columns' types; lookups take within a batch.
+    """
 
-        if "study_id" not in table.column_names:
-            raise ConversionError("metadata table has no study_id column")
-        self._table = table = table if cleaned else _clean_table(table)
-        # Only columns that hold something are taken per chunk: in a column the file lacks
-        # (the seed's two filter columns in a CSV) or that is empty throughout (the last
-        # report columns), every row's value is None.
-        present = set(table.column_names)
-        self._taken = [i for i, name in enumerate(COLUMNS) if name in present and (
-            i == 0 or table.column(name).null_count < table.num_rows)]
-        self._batches = table.select([COLUMNS[i] for i in self._taken]).to_batches()
+    def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
+        """From the table's batches as read: consecutive ones are cleaned and compacted
+        together, :data:`BATCH_ROWS` rows at a time."""
+        self._batches: list[pa.RecordBatch] = []
+        self._fields: list[list[int]] = []
+        """Per batch: the :data:`COLUMNS` index of each of its columns."""
+        key_parts: list[np.ndarray] | None = []
+        n_rows = 0
+        for group in _groups(batches, BATCH_ROWS):
+            prepared, fields = _prepare(group)
+            del group  # the texts as read: freed before the next group is read
+            if key_parts is not None:
+                ints = _integer_keys(prepared.column(0))
+                if ints is None:  # some study_id is not a plain number
+                    key_parts = None
+                else:
+                    key_parts.append(ints)
+            self._batches.append(prepared)
+            self._fields.append(fields)
+            n_rows += prepared.num_rows
+        self._n_rows = n_rows
         self._batch_starts = np.cumsum([0] + [b.num_rows for b in self._batches])[:-1]
         self._int_keys: np.ndarray | None = None
         self._order: np.ndarray | None = None
         self._dict_keys: dict[str, int] | None = None
-        ints = _integer_keys(table.column("study_id"))
-        if ints is not None:
-            # stable sort: with duplicate study_ids the first row of the table wins
-            order = np.argsort(ints, kind="stable")
-            self._int_keys = ints[order]
-            del ints  # before the 32-bit copy of the order: a lower peak
-            self._order = order.astype(np.int32) if len(order) < 2**31 else order
+        if key_parts is not None:
+            self._int_keys, self._order = _sorted_keys(key_parts)
         else:
-            keys = [normalise_study_id(v) if v is not None else "" for v in
-                    table.column("study_id").to_pylist()]
             self._dict_keys = {}
-            for index, key in enumerate(keys):
-                self._dict_keys.setdefault(key, index)
+            for batch, start in zip(self._batches, self._batch_starts.tolist(), strict=True):
+                for index, value in enumerate(batch.column(0).to_pylist(), start):
+                    key = normalise_study_id(value) if value is not None else ""
+                    self._dict_keys.setdefault(key, index)
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> MetadataTable:
+        """From a whole Arrow table (any column types; only :data:`COLUMNS` are kept)."""
+        if "study_id" not in table.column_names:
+            raise ConversionError("metadata table has no study_id column")
+        return cls(table.to_batches(max_chunksize=BATCH_ROWS))
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        return self._n_rows
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the table's data (its lookup index aside)."""
+        return sum(batch.nbytes for batch in self._batches)
 
     @classmethod
     def load(cls, path: str | Path) -> MetadataTable:
@@ -204,12 +230,10 @@ class MetadataTable:
         try:
             if suffix in (".pkl", ".pickle"):
                 return cls.from_dataframe(_load_pickle(path))
-            if suffix in (".parquet", ".pq"):
-                import pyarrow.parquet as pq
-
-                return cls(pq.read_table(path))
             with _loading_memory():
-                return cls(_read_csv_as_strings(path), cleaned=True)
+                if suffix in (".parquet", ".pq"):
+                    return cls(_parquet_batches(path))
+                return cls(_csv_batches(path))
         except ConversionError:
             raise
         except Exception as exc:  # pyarrow/pandas raise many types for malformed files
@@ -228,7 +252,7 @@ class MetadataTable:
             column = frame[name]
             values = [None if _is_missing(v) else _as_text(v) for v in column.tolist()]
             converted[str(name)] = pa.array(values, type=pa.string())
-        return cls(pa.table(converted))
+        return cls.from_table(pa.table(converted))
 
     def _row_positions(self, study_ids: Sequence[str]) -> np.ndarray:
         """Row of each study_id in the table (-1 if absent); one binary search for all."""
@@ -237,6 +261,8 @@ class MetadataTable:
             assert self._dict_keys is not None
             found = self._dict_keys.get
             return np.fromiter((found(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        if not len(self._int_keys):
+            return np.full(len(keys), -1, dtype=np.int64)
         if all(map(str.isdigit, keys)) and max(map(len, keys), default=0) < 19:
             numeric = np.ones(len(keys), dtype=bool)  # all of MIMIC's: no Python per key
             values = np.fromiter(map(int, keys), dtype=np.int64, count=len(keys))
@@ -245,6 +271,9 @@ class MetadataTable:
             values = np.fromiter((int(k) if ok else -1 for k, ok in zip(keys, numeric,
                                                                          strict=True)),
                                  dtype=np.int64, count=len(keys))
+        if self._int_keys.dtype == np.int32:  # a key beyond 31 bits is in no row
+            numeric &= (values >= 0) & (values < 2**31)
+            values = np.where(numeric, values, -1).astype(np.int32)
         positions = np.searchsorted(self._int_keys, values)
         positions[positions == len(self._int_keys)] = 0
         hits = (self._int_keys[positions] == values) & numeric
@@ -284,8 +313,10 @@ class MetadataTable:
             taken = self._batches[batch_index].take(local)
             nothing = [None] * len(local)
             columns = [nothing] * len(COLUMNS)
-            for index, column in zip(self._taken, taken.columns, strict=True):
+            for index, column in zip(self._fields[batch_index], taken.columns, strict=True):
                 if column.null_count < len(column):
+                    if pa.types.is_dictionary(column.type):  # decoded: 10x faster to_pylist
+                        column = column.dictionary_decode()
                     columns[index] = column.to_pylist()
             for at, values in zip(wanted_at[selected].tolist(), zip(*columns, strict=True),
                                   strict=True):
@@ -317,25 +348,97 @@ def _loading_memory() -> Iterator[None]:
         pa.set_memory_pool(previous)
 
 
-def _clean_table(table: pa.Table) -> pa.Table:
-    """The columns we use, as strings, stripped, empty -> null: once, vectorised.
+def _groups(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[list[pa.RecordBatch]]:
+    """Consecutive batches in groups of at least ``rows`` rows (the last may hold fewer)."""
+    group: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        group.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
 
-    Doing it here rather than per lookup keeps the batch parent's per-row cost low (it
-    shares the CPU with the workers). Column by column, each original released as its clean
-    copy is made, so the peak stays near the table's own size (800,000 MIMIC rows).
+
+def _prepare(group: list[pa.RecordBatch]) -> tuple[pa.RecordBatch, list[int]]:
+    """A group of batches as one: the columns we use, cleaned and compact, and their
+    :data:`COLUMNS` indices.
+
+    Cleaning (strings, stripped, empty -> null) is done here, once and vectorised, rather
+    than per lookup: the batch parent that looks rows up shares the CPU with the workers.
+    A column at a time, so only one column's copy is ever made beside the texts as read.
+    Columns empty throughout the group are dropped (their rows' values are None).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    for name in list(table.column_names):
-        index = table.column_names.index(name)
-        if name not in _USED_COLUMNS:
-            table = table.remove_column(index)
+    arrays, fields = [], []
+    names = group[0].schema.names
+    empty = pa.scalar(None, pa.string())
+    for index, name in enumerate(COLUMNS):
+        if name not in names:
             continue
-        column = pc.utf8_trim_whitespace(table.column(name).cast(pa.string()))
-        column = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
-        table = table.set_column(index, name, column)
-    return table
+        column = pa.concat_arrays([batch.column(name).cast(pa.string()) for batch in group])
+        column = pc.utf8_trim_whitespace(column)
+        column = pc.if_else(pc.equal(column, ""), empty, column)
+        if index == 0:  # study_id: the lookup key, kept whole and plain
+            arrays.append(column)
+        elif column.null_count == len(column):
+            continue
+        else:
+            arrays.append(_compact(column))
+        fields.append(index)
+    if not fields or fields[0] != 0:
+        raise ConversionError("metadata table has no study_id column")
+    return pa.RecordBatch.from_arrays(arrays, [COLUMNS[i] for i in fields]), fields
+
+
+def _compact(column: pa.Array) -> pa.Array:
+    """The column as a dictionary of its distinct texts when that is smaller.
+
+    In MIMIC-IV-ECG most columns repeat a small vocabulary (report statements, filter
+    settings, measurement values): one byte or two per row instead of four bytes of offset
+    plus the text. Unique columns (times) stay plain.
+    """
+    import pyarrow as pa
+
+    encoded = column.dictionary_encode()
+    distinct = len(encoded.dictionary)
+    if distinct > 2**15:
+        return column
+    index_type = pa.int8() if distinct <= 2**7 else pa.int16()
+    encoded = encoded.cast(pa.dictionary(index_type, pa.string()))
+    return encoded if encoded.nbytes < column.nbytes else column
+
+
+def _sorted_keys(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted keys, table row of each): a binary search of the keys finds a study's row.
+
+    Stable: with duplicate study_ids the first row of the table wins. When the keys fit in
+    31 bits (all of MIMIC's) each is packed with its row into one int64 and sorted in
+    place, so the index costs 8 bytes a row and its making little more.
+    """
+    n = sum(len(part) for part in parts)
+    small = n < 2**31 and all(
+        not len(p) or (int(p.min()) >= 0 and int(p.max()) < 2**31) for p in parts)
+    if not small:
+        ints = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        order = np.argsort(ints, kind="stable")
+        return ints[order], order
+    packed = np.empty(n, dtype=np.int64)
+    start = 0
+    for part in parts:
+        packed[start:start + len(part)] = part
+        start += len(part)
+    parts.clear()
+    packed <<= 32
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort()
+    order = (packed & 0xFFFFFFFF).astype(np.int32)
+    packed >>= 32
+    return packed.astype(np.int32), order
 
 
 def _integer_keys(column: pa.ChunkedArray) -> np.ndarray | None:
@@ -366,7 +469,9 @@ def _as_text(value: object) -> str:
     return str(value)
 
 
-def _read_csv_as_strings(path: Path) -> pa.Table:
+def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """The CSV's columns we use, as strings, streamed: reading the whole file at once keeps
+    its buffers alive beside the table (hundreds of MB for all of MIMIC-IV-ECG)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -377,11 +482,9 @@ def _read_csv_as_strings(path: Path) -> pa.Table:
     used = [name for name in names if name in _USED_COLUMNS]
     if "study_id" not in used:
         raise ConversionError(f"metadata {path.name} has no study_id column")
-    # Streamed and cleaned batch by batch: reading the whole file at once keeps its buffers
-    # alive beside the table (hundreds of MB for all of MIMIC-IV-ECG).
     reader = pacsv.open_csv(
         path,
-        read_options=pacsv.ReadOptions(block_size=8 << 20),
+        read_options=pacsv.ReadOptions(block_size=READ_BLOCK_BYTES, use_threads=False),
         convert_options=pacsv.ConvertOptions(
             column_types={name: pa.string() for name in used},
             include_columns=used,
@@ -389,10 +492,18 @@ def _read_csv_as_strings(path: Path) -> pa.Table:
             quoted_strings_can_be_null=False,
         ),
     )
-    batches = [_clean_table(pa.Table.from_batches([batch])) for batch in reader]
-    if not batches:
-        return pa.table({name: pa.array([], pa.string()) for name in used})
-    return pa.concat_tables(batches)
+    yield from reader
+
+
+def _parquet_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """The Parquet file's columns we use, streamed a batch at a time."""
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(path)
+    used = [name for name in source.schema_arrow.names if name in _USED_COLUMNS]
+    if "study_id" not in used:
+        raise ConversionError(f"metadata {path.name} has no study_id column")
+    yield from source.iter_batches(batch_size=BATCH_ROWS, columns=used)
 
 
 def _load_pickle(path: Path) -> pd.DataFrame:

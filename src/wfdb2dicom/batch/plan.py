@@ -200,8 +200,10 @@ class Plan:
         return len(self.task_first_row)
 
     def todo_tasks(self) -> np.ndarray:
-        """Tasks to run, in input order (verifications included)."""
-        return np.flatnonzero(~self.done)
+        """Tasks to run, in input order (verifications included); 32-bit like the plan's
+        other arrays (held for the whole run)."""
+        todo = np.flatnonzero(~self.done)
+        return todo.astype(np.int32) if self.n_tasks < 2**31 else todo
 
     def todo_rows(self) -> int:
         """Rows this run has to decide (not skipped as already done)."""

@@ -14,8 +14,9 @@ one never corrupts a queue the others share, and:
   task alone gets ``WorkerCrash``. The other tasks of its chunk, finished or not, were never
   reported, so they are queued again (conversion is idempotent: same bytes, atomic write).
 
-Workers and the task runner are module-level and picklable, so this works under ``spawn``
-(Windows, macOS) as well as ``fork``. The pool knows nothing about the tasks beyond
+Workers and the task runner are module-level and picklable, so this works under
+``forkserver`` (the default where there is one, see :func:`start_method`) and ``spawn``
+(Windows) as well as ``fork``. The pool knows nothing about the tasks beyond
 ``task[0]`` being a unique integer id; ``runner(task)`` returns ``(status, error)``. A
 runner may instead take a whole chunk, ``runner.run_chunk(chunk, mark)`` returning
 ``(task_id, status, error)`` per task, calling ``mark(task_id)`` whenever it turns to a
@@ -53,9 +54,16 @@ MAX_WORKERS_WINDOWS = 30
 
 
 def start_method(requested: str | None = None) -> str | None:
-    """The start method to use: ``requested``, else ``$WFDB2DICOM_START_METHOD``, else the
-    platform default (``None``)."""
+    """The start method to use: ``requested``, else ``$WFDB2DICOM_START_METHOD``, else
+    ``forkserver`` where there is one, else the platform default (``None``).
+
+    ``forkserver`` starts every worker, replacements included, from a small process made
+    at the pool's start: a worker never carries a copy of the parent's plan or metadata
+    table (with ``fork``, 800,000 input rows add their plan to every worker's memory).
+    """
     method = requested or os.environ.get(START_METHOD_ENV) or None
+    if method is None and "forkserver" in mp.get_all_start_methods():
+        method = "forkserver"
     if method is not None and method not in mp.get_all_start_methods():
         raise BatchError(
             f"start method {method!r} is not available here "
@@ -132,7 +140,9 @@ class WorkerPool:
         timeout: float,
         *,
         method: str | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
+        """``preload``: modules a ``forkserver`` imports once for all its workers."""
         if n_workers < 1:
             raise ValueError("n_workers must be >= 1")
         if sys.platform == "win32":
@@ -140,6 +150,8 @@ class WorkerPool:
         self.timeout = timeout
         self._runner = runner
         self._ctx = mp.get_context(method)
+        if preload and self._ctx.get_start_method() == "forkserver":
+            self._ctx.set_forkserver_preload(list(preload))
         self._slots = self._ctx.RawArray("q", n_workers)
         self._queue: deque[list[tuple]] = deque()
         self._fruitless_deaths = 0
