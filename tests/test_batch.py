@@ -374,3 +374,25 @@ def test_input_with_a_header_only_gives_a_header_only_output(tmp_path: Path) -> 
     proc = run(command(corpus, tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out.csv").read_text() == header + ",dcm_path,dcm_error\n"
+
+
+def test_the_batch_parent_never_imports_pandas(tmp_path: Path) -> None:
+    """pyarrow imports pandas (~60 MB, a fraction of a second) the first time it converts a
+    Python or numpy object; the parent, which holds the plan and the metadata table and
+    shares the CPU with the workers, must never pay for it."""
+    corpus = generate_corpus(tmp_path / "mimic", 6, seed=19)
+    work = tmp_path / "work"
+    args = command(corpus, work)
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = {args[1:]!r}\n"
+        "try:\n"
+        "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('pandas imported:', 'pandas' in sys.modules)\n"
+    )
+    proc = run([sys.executable, "-c", probe])
+    assert "pandas imported: False" in proc.stdout, proc.stdout + proc.stderr
+    rows = read_rows(work / "out.csv")
+    assert sum(1 for row in rows if row["dcm_path"]) == 6

@@ -298,18 +298,20 @@ class MetadataTable:
         """
         import pyarrow as pa
 
-        positions = self._row_positions(study_ids)
-        result: list[RowValues | None] = [None] * len(positions)
-        wanted_at = np.flatnonzero(positions >= 0)
+        from .arrays import positions
+
+        row_at = self._row_positions(study_ids)
+        result: list[RowValues | None] = [None] * len(row_at)
+        wanted_at = np.flatnonzero(row_at >= 0)
         if not len(wanted_at):
             return result
-        found = positions[wanted_at]
+        found = row_at[wanted_at]
         # Take within each record batch: a take across a many-chunked table concatenates
         # the chunks first, which costs the whole table per call.
         batch_of = np.searchsorted(self._batch_starts, found, side="right") - 1
         for batch_index in np.unique(batch_of).tolist():
             selected = batch_of == batch_index
-            local = pa.array(found[selected] - self._batch_starts[batch_index], type=pa.int64())
+            local = positions(found[selected] - self._batch_starts[batch_index])
             taken = self._batches[batch_index].take(local)
             nothing = [None] * len(local)
             columns = [nothing] * len(COLUMNS)
@@ -374,15 +376,17 @@ def _prepare(group: list[pa.RecordBatch]) -> tuple[pa.RecordBatch, list[int]]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from .arrays import text_scalar
+
     arrays, fields = [], []
     names = group[0].schema.names
-    empty = pa.scalar(None, pa.string())
+    empty, null = text_scalar(""), text_scalar(None)
     for index, name in enumerate(COLUMNS):
         if name not in names:
             continue
         column = pa.concat_arrays([batch.column(name).cast(pa.string()) for batch in group])
         column = pc.utf8_trim_whitespace(column)
-        column = pc.if_else(pc.equal(column, ""), empty, column)
+        column = pc.if_else(pc.equal(column, empty), null, column)
         if index == 0:  # study_id: the lookup key, kept whole and plain
             arrays.append(column)
         elif column.null_count == len(column):
@@ -449,14 +453,16 @@ def _integer_keys(column: pa.ChunkedArray) -> np.ndarray | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from .arrays import int64_values
+
     if column.null_count:
         return None
     if pc.all(pc.match_substring_regex(column, r"^[0-9]{1,18}$")).as_py():
-        return pc.cast(column, pa.int64()).to_numpy()  # all plain: no cleaned copy needed
+        return int64_values(pc.cast(column, pa.int64()))  # all plain: no cleaned copy needed
     text = pc.replace_substring_regex(column, r"\.0$", "")
     if not pc.all(pc.match_substring_regex(text, r"^[0-9]{1,18}$")).as_py():
         return None
-    return pc.cast(text, pa.int64()).to_numpy()
+    return int64_values(pc.cast(text, pa.int64()))
 
 
 def _is_missing(value: object) -> bool:

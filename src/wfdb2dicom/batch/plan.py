@@ -22,6 +22,7 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 
+from ..arrays import positions, strings
 from ..metadata import normalise_study_id
 from . import BatchError
 from .ledger import Ledger
@@ -32,32 +33,6 @@ BLOCK = 65536
 
 _SEED_NO_ERROR = frozenset(("", "NA", "nan", "NaN", "None", "<NA>"))
 """What pandas (the seed's writer) may have put in an error cell that holds no error."""
-
-
-def strings(values: list[str] | list[str | None]) -> pa.Array:
-    """An Arrow string array built from its buffers (``None`` -> null).
-
-    ``pa.array()`` would do, but it imports pandas on first use (~60 MB and 0.5 s), which a
-    resume with nothing to do should not pay for.
-    """
-    valid = None
-    if any(value is None for value in values):
-        mask = np.fromiter((value is not None for value in values), bool, len(values))
-        valid = pa.py_buffer(np.packbits(mask, bitorder="little"))
-    encoded = [value.encode() if value is not None else b"" for value in values]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    data = pa.py_buffer(b"".join(encoded))
-    if offsets[-1] < 2**31:
-        return pa.StringArray.from_buffers(
-            len(encoded), pa.py_buffer(offsets.astype(np.int32)), data, valid)
-    return pa.LargeStringArray.from_buffers(len(encoded), pa.py_buffer(offsets), data, valid)
-
-
-def positions(values: np.ndarray) -> pa.Array:
-    """An Arrow int64 array over a numpy array's memory (for ``take``), without pandas."""
-    values = np.ascontiguousarray(values, dtype=np.int64)
-    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
 def open_csv(path: str | os.PathLike[str]) -> tuple[Any, list[str], IO[str]]:
