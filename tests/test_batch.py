@@ -119,6 +119,7 @@ def test_seed_command_line_on_a_broken_corpus(tmp_path: Path) -> None:
         error = by_path[rel]["dcm_error"]
         assert error.startswith(EXPECTED_ERRORS[kind]), (kind, error)
         assert by_path[rel]["dcm_path"] == ""
+        assert not (work / "dcm" / rel).parent.exists()  # a failed study leaves no folder
     assert by_path[next(r for r, k in corpus.broken.items() if k == "missing_metadata")][
         "dcm_error"] == "Missing df_info row for study_id"
     good = [r for r in rows if r["path"] not in corpus.broken and r["path"] != hung]

@@ -94,7 +94,14 @@ def test_layout_follows_symlinks_only_inside(tmp_path: Path) -> None:
             layout.record_base(rel)
     with pytest.raises(UnsafePath, match="outside --dcm_dir"):
         layout.output("evil/sub/x")
+    assert not (outside / "sub").exists()  # nothing was made through the link
     assert layout.output("fine/x") == str(dcm.resolve() / "fine" / "x.dcm")
+    assert layout.output("new/deeper/x") == str(dcm.resolve() / "new" / "deeper" / "x.dcm")
+    assert (dcm / "new" / "deeper").is_dir()  # output() makes the directories it checks
+    (dcm / "inside_link").symlink_to(dcm / "fine")
+    (dcm / "made_by_another").mkdir()  # e.g. by the other worker: found, not made
+    assert layout.output("inside_link/y").endswith("y.dcm")
+    assert layout.output("made_by_another/z").endswith("z.dcm")
 
 
 def test_sweep_temps_removes_only_this_files_temporaries(tmp_path: Path) -> None:

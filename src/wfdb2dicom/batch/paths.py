@@ -77,11 +77,11 @@ class Layout:
     ``dcm_shown`` is ``--dcm_dir`` made absolute but otherwise as the user gave it, for the
     ``dcm_path`` column.
 
-    The checks walk the path with ``lstat`` and call ``realpath`` only where a symlink is
-    found, remembering directories already found safe (MIMIC-IV-ECG shares a subject's
-    directory among its studies): a few microseconds a record instead of ~150 with
-    ``realpath`` alone. As any check-then-use, it does not guard against a tree that changes
-    while the run reads it.
+    The checks walk the path with ``lstat`` (output directories: ``mkdir`` first) and call
+    ``realpath`` only where a symlink is found, remembering directories already found safe
+    (MIMIC-IV-ECG shares a subject's directory among its studies): a few microseconds a record
+    instead of ~150 with ``realpath`` alone. As any check-then-use, it does not guard against a tree
+    that changes while the run reads it.
     """
 
     CACHE_LIMIT = 100_000
@@ -132,13 +132,14 @@ class Layout:
         return base
 
     def output(self, rel: str) -> str:
-        """The file to write; refuses one whose directory resolves outside ``--dcm_dir``.
+        """The file to write, its directory made; refuses one whose directory resolves
+        outside ``--dcm_dir``.
 
-        Checked before the directories are made, so a symlink inside ``--dcm_dir`` cannot
-        make the run create directories elsewhere either. The file itself may be a symlink:
-        ``os.replace`` replaces the link, never its target.
+        Directories are checked from the root down before any is made, so a symlink inside
+        ``--dcm_dir`` cannot make the run create directories elsewhere either. The file
+        itself may be a symlink: ``os.replace`` replaces the link, never its target.
         """
-        if not self._dir_inside(self.dcm_root, rel.rpartition("/")[0]):
+        if not self._dir_inside(self.dcm_root, rel.rpartition("/")[0], make=True):
             raise UnsafePath(f"output {rel}.dcm would land outside --dcm_dir (symlink)")
         return self.output_path(rel)
 
@@ -150,22 +151,35 @@ class Layout:
             return True
         return not stat.S_ISLNK(mode) or _inside(os.path.realpath(path), root)
 
-    def _dir_inside(self, root: str, folder: str) -> bool:
-        """Whether ``root/folder`` (``/``-separated, lexically clean) stays inside ``root``."""
+    def _dir_inside(self, root: str, folder: str, *, make: bool = False) -> bool:
+        """Whether ``root/folder`` (``/``-separated, lexically clean) stays inside ``root``;
+        with ``make``, missing directories are made on the way down.
+
+        ``make`` tries ``mkdir`` first: a directory this run made is no symlink, so a fresh
+        output tree costs one system call per new directory and no ``lstat`` at all.
+        """
         if not folder:
             return True
         safe = self._safe[root]
         if folder in safe:
             return True
-        if not self._dir_inside(root, folder.rpartition("/")[0]):
+        if not self._dir_inside(root, folder.rpartition("/")[0], make=make):
             return False
         full = self._prefix[root] + self._native(folder)
-        try:
-            mode = os.lstat(full).st_mode
-        except OSError:  # not there yet (we will create it) or unreadable: decided later
-            return True
-        if stat.S_ISLNK(mode) and not _inside(os.path.realpath(full), root):
-            return False
+        made = False
+        if make:
+            try:
+                os.mkdir(full)
+                made = True
+            except OSError:  # there already, or not ours to make: checked below
+                pass
+        if not made:
+            try:
+                mode = os.lstat(full).st_mode
+            except OSError:  # not there (nor makeable) or unreadable: the write reports it
+                return True
+            if stat.S_ISLNK(mode) and not _inside(os.path.realpath(full), root):
+                return False
         if len(safe) >= self.CACHE_LIMIT:
             safe.clear()
         safe.add(folder)

@@ -74,20 +74,21 @@ class TaskRunner:
         exception becomes its task's error string.
 
         Stage by stage over the chunk (see :func:`~wfdb2dicom.convert.convert_many_to_parts`):
-        metadata and paths, conversion, writes. ``mark(task_id)`` is called before each
-        step of a task, so the pool's heartbeat names the task a hung step belongs to.
+        metadata and paths, conversion, writes. An output directory is made (and checked) only when
+        its file is written, so a record that fails leaves nothing behind. ``mark(task_id)`` is
+        called before each step of a task, so the pool's heartbeat names the task a hung step
+        belongs to.
         """
         if not self._ready:
             self.setup()
         outcome: dict[int, tuple[int, str | None]] = {}
-        jobs, job_tasks, outputs = [], [], []
+        jobs, job_tasks, rels = [], [], []
         for task_id, rel, study_id, row, verify in tasks:
             mark(task_id)
             try:
                 metadata = None if row is None else self._metadata(row)
                 record = self.layout.record_base(rel)
-                out = self.layout.output(rel)
-                if verify and _still_valid(out):
+                if verify and _still_valid(self.layout.output(rel)):
                     outcome[task_id] = (KEPT, None)
                     continue
             except Exception as exc:  # the row's result; the run goes on
@@ -95,15 +96,15 @@ class TaskRunner:
                 continue
             jobs.append((record, metadata, study_id))
             job_tasks.append(task_id)
-            outputs.append(out)
+            rels.append(rel)
         converted = self._convert_many(jobs, options=self._conversion_options,
                                        before=lambda index: mark(job_tasks[index]))
-        for task_id, out, parts in zip(job_tasks, outputs, converted, strict=True):
+        for task_id, rel, parts in zip(job_tasks, rels, converted, strict=True):
             mark(task_id)
             try:
                 if isinstance(parts, Exception):
                     raise parts
-                self._write(out, parts)
+                self._write(self.layout.output(rel), parts)  # makes its directory
                 outcome[task_id] = (DONE, None)
             except Exception as exc:
                 outcome[task_id] = (FAILED, describe_exception(exc))
