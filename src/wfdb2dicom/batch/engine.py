@@ -5,8 +5,8 @@ The order of things is what makes a run safe to kill at any moment:
 1. lock the ledger; bring the error log back to what the ledger committed;
 2. plan: read the input, settle duplicates and refusals, skip what is done (ledger + stat);
 3. if the last run did not end normally, sweep temporary files its workers left;
-4. start workers (from a fork server, so they never carry the plan or the table), then
-   load the metadata table while they start;
+4. start the fork server (workers forked from it never carry the plan or the table) and
+   load the metadata table while it imports what workers need; start the workers;
 5. commit the run's header (``state=running``); hand out chunks; at every ``--checkpoint``
    rows, append the new error-log lines, then commit results + log size in one transaction;
 6. commit the end (``state=finished``); render the output CSV once, atomically; summarise.
@@ -211,19 +211,22 @@ class Run:
         if not len(todo):
             self._begin()
             return
-        from .pool import WorkerPool, start_method
+        from .pool import WorkerPool, start_fork_server, start_method
         from .work import TaskRunner
 
         method = start_method(self.config.start_method)
-        if method == "fork":
+        table = None
+        if method == "forkserver":  # its imports run while the table loads
+            start_fork_server(PRELOAD)
+            table = self._metadata_table()
+        elif method == "fork":
             from .. import convert  # noqa: F401 - loaded once, before the workers fork
         chunk = max(8, min(128, len(todo) // (self.config.workers * 8)))
         n_workers = min(self.config.workers, -(-len(todo) // chunk))
         with WorkerPool(TaskRunner(self.layout, self.config.options), n_workers,
                         self.config.timeout, method=method, preload=PRELOAD) as pool:
-            table = None
-            if self.config.metadata is not None:
-                table = load_metadata(self.config.metadata, stderr=self.stderr)
+            if method != "forkserver":  # after the workers start: fork would copy it to each
+                table = self._metadata_table()
             self._begin()
             self.bar = _progress_bar(self.plan.todo_rows(), self.config.progress, self.stderr)
             self.bar.update(len(self.plan.row_errors))
@@ -234,6 +237,11 @@ class Run:
                 raise
             finally:
                 self.bar.close()
+
+    def _metadata_table(self) -> Any:
+        if self.config.metadata is None:
+            return None
+        return load_metadata(self.config.metadata, stderr=self.stderr)
 
     def finish(self) -> None:
         """The last checkpoint, marking the run finished; then the output CSV."""
