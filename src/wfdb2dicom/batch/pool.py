@@ -5,13 +5,15 @@ whole pool, and a killed worker breaks it too. Here each worker has its own pipe
 one never corrupts a queue the others share, and:
 
 * work goes out in **chunks** (a list of tasks per message) and results come back once per
-  chunk, so the parent handles one message per tens of records, not one per record;
+  chunk, so the parent handles one message per tens of records, not one per record; each
+  worker has a second chunk waiting in its pipe (:data:`CHUNKS_IN_FLIGHT`), so it never
+  idles while the parent takes its results and answers;
 * each worker publishes the id of the task it is running in a shared ``RawArray`` slot
   (``task_id + 1``, 0 when idle). The parent notes when a slot changes; a slot unchanged for
   longer than the timeout means that task hangs: the worker is killed (``Process.kill``,
   portable, no signals needed in the worker) and replaced;
 * when a worker dies (killed, segfault), its slot still names the task it was running: that
-  task alone gets ``WorkerCrash``. The other tasks of its chunk, finished or not, were never
+  task alone gets ``WorkerCrash``. The other tasks of its chunks, finished or not, were never
   reported, so they are queued again (conversion is idempotent: same bytes, atomic write).
 
 Workers and the task runner are module-level and picklable, so this works under
@@ -48,6 +50,10 @@ START_METHOD_ENV = "WFDB2DICOM_START_METHOD"
 
 REAP_SECONDS = 5.0
 """How long to wait for a killed worker to exit before leaving it behind."""
+
+CHUNKS_IN_FLIGHT = 2
+"""Chunks sent to a worker before it reports the first: measured, a worker with one waited
+4-5% of its time for the next."""
 
 MAX_WORKERS_WINDOWS = 30
 """``connection.wait`` on Windows handles at most 63 objects; we wait on two per worker."""
@@ -133,7 +139,8 @@ class _Worker:
     process: Any
     conn: Any
     ready: bool = False
-    chunk: list[tuple] | None = None
+    inflight: deque[list[tuple]] = field(default_factory=deque)
+    """Chunks sent and not yet reported, oldest (the one running) first."""
     seen: int = 0
     seen_at: float = field(default_factory=time.monotonic)
 
@@ -184,7 +191,7 @@ class WorkerPool:
     @property
     def idle(self) -> bool:
         """Nothing queued and nothing running: every submitted task has been returned."""
-        return not self._queue and all(w.chunk is None for w in self._workers)
+        return not self._queue and not any(w.inflight for w in self._workers)
 
     def submit(self, chunk: Sequence[tuple]) -> None:
         if chunk:
@@ -211,14 +218,14 @@ class WorkerPool:
     def close(self) -> None:
         """Stop every worker: politely if idle, by ``kill`` otherwise or if slow to go."""
         for worker in self._workers:
-            if worker.chunk is None and worker.process.is_alive():
+            if not worker.inflight and worker.process.is_alive():
                 try:
                     worker.conn.send(None)
                 except OSError:
                     pass
         deadline = time.monotonic() + 2.0
         for worker in self._workers:
-            if worker.chunk is None:
+            if not worker.inflight:
                 worker.process.join(max(0.0, deadline - time.monotonic()))
             self._reap(worker, kill=True)
             worker.conn.close()
@@ -246,16 +253,16 @@ class WorkerPool:
 
     def _dispatch(self, results: list[Result]) -> None:
         for worker in list(self._workers):
-            if not self._queue:
-                return
-            if worker.ready and worker.chunk is None and self._workers[worker.index] is worker:
+            while (self._queue and worker.ready and len(worker.inflight) < CHUNKS_IN_FLIGHT
+                   and self._workers[worker.index] is worker):
                 chunk = self._queue.popleft()
-                worker.chunk = chunk
-                worker.seen = self._slots[worker.index]
-                worker.seen_at = time.monotonic()
+                if not worker.inflight:  # it was idle: its clock starts now
+                    worker.seen = self._slots[worker.index]
+                    worker.seen_at = time.monotonic()
+                worker.inflight.append(chunk)
                 try:
                     worker.conn.send(chunk)
-                except OSError:  # died while idle
+                except OSError:  # died
                     self._reap(worker)
                     self._retire(worker, results, -1, worker_crash_error(
                         worker.process.exitcode))
@@ -270,7 +277,7 @@ class WorkerPool:
             worker.ready = True
         else:
             results.extend(message)
-            worker.chunk = None
+            worker.inflight.popleft()
             self._fruitless_deaths = 0
         return True
 
@@ -292,7 +299,7 @@ class WorkerPool:
     def _check_timeouts(self, results: list[Result]) -> None:
         now = time.monotonic()
         for worker in list(self._workers):
-            if worker.chunk is None:
+            if not worker.inflight:
                 continue
             slot = self._slots[worker.index]
             if slot != worker.seen:
@@ -304,20 +311,22 @@ class WorkerPool:
                 self._retire(worker, results, blamed, timeout_error(self.timeout))
 
     def _retire(self, worker: _Worker, results: list[Result], blamed: int, error: str) -> None:
-        """Account for a dead worker's chunk and put a fresh worker in its place."""
-        # A chunk reported just before the end is complete: nothing to blame or redo.
-        while worker.chunk is not None and worker.conn.poll(0) and self._receive(worker, results):
+        """Account for a dead worker's chunks and put a fresh worker in its place."""
+        # Chunks reported just before the end are complete: nothing to blame or redo.
+        while worker.inflight and worker.conn.poll(0) and self._receive(worker, results):
             pass
-        if worker.chunk is not None:
+        if worker.inflight:
+            unreported = [task for chunk in worker.inflight for task in chunk]
+            worker.inflight.clear()
             remaining = []
-            for task in worker.chunk:
+            for task in unreported:
                 if task[0] == blamed:
                     results.append((blamed, FAILED, error))
                 else:
                     remaining.append(task)
             if remaining:
                 self._queue.appendleft(remaining)
-            if len(remaining) == len(worker.chunk):
+            if len(remaining) == len(unreported):
                 self._note_fruitless_death(worker)
         elif not worker.ready:
             self._note_fruitless_death(worker)
