@@ -356,3 +356,40 @@ def test_workers_start_from_a_fork_server_where_there_is_one(monkeypatch) -> Non
     assert start_method("spawn") == "spawn"
     monkeypatch.setenv(START_METHOD_ENV, "spawn")
     assert start_method() == "spawn"
+
+
+def test_a_chunk_with_failures_leaves_nothing_for_the_garbage_collector(tmp_path: Path) -> None:
+    """A failed record's exception reaches the chunk's results through its traceback; the
+    worker must break that cycle, or each chunk with a failure stays in memory (samples
+    included) until a full collection."""
+    import gc
+
+    from wfdb2dicom.batch.work import OptionValues, TaskRunner
+    from wfdb2dicom.metadata import MetadataTable
+    from wfdb2dicom.synthetic import generate_corpus
+
+    corpus = generate_corpus(tmp_path / "mimic", 6, seed=23)
+    with corpus.record_list_csv.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    table = MetadataTable.load(corpus.machine_measurements_csv)
+    values = table.raw_rows([row["study_id"] for row in rows])
+    tasks = [(i, row["path"], row["study_id"], value, False)
+             for i, (row, value) in enumerate(zip(rows, values, strict=True))
+             if value is not None]
+    runner = TaskRunner(Layout(corpus.root, tmp_path / "dcm"), OptionValues())
+    runner.run_chunk(tasks[:1], lambda task_id: None)  # one-time caches made outside the count
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        results = runner.run_chunk(tasks, lambda task_id: None)
+        gc.collect()
+        kinds = {type(obj).__name__ for obj in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if enabled:
+            gc.enable()
+    assert sum(status == FAILED for _, status, _ in results) >= 5  # the broken records
+    assert not kinds & {"frame", "traceback"}, kinds

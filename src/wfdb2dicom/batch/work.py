@@ -112,16 +112,27 @@ class TaskRunner:
             rels.append(rel)
         converted = self._convert_many(jobs, options=self._conversion_options,
                                        before=lambda index: mark(job_tasks[index]))
-        for task_id, rel, parts in zip(job_tasks, rels, converted, strict=True):
+        for index, (task_id, rel) in enumerate(zip(job_tasks, rels, strict=True)):
             mark(task_id)
-            try:
-                if isinstance(parts, Exception):
-                    raise parts
-                self._write(self.layout.output(rel), parts)  # makes its directory
-                outcome[task_id] = (DONE, None)
-            except Exception as exc:
-                outcome[task_id] = (FAILED, describe_exception(exc))
+            outcome[task_id] = self._write_result(rel, converted, index)
         return [(task[0], *outcome[task[0]]) for task in tasks]
+
+    def _write_result(self, rel: str, converted: list, index: int) -> tuple[int, str | None]:
+        """Write record ``index`` of ``converted`` (taking it out of the list); its outcome.
+
+        A failed record's exception reaches ``converted`` through its traceback's frames. Left
+        in the list, or in a local of the chunk's loop, that cycle would keep every record of
+        the chunk (~15 MB of samples) alive until the garbage collector came by; here it dies
+        with this call.
+        """
+        parts, converted[index] = converted[index], None
+        if isinstance(parts, Exception):
+            return FAILED, describe_exception(parts)
+        try:
+            self._write(self.layout.output(rel), parts)  # makes its directory
+        except Exception as exc:
+            return FAILED, describe_exception(exc)
+        return DONE, None
 
 
 def _still_valid(path: str) -> bool:
