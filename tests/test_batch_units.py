@@ -144,6 +144,27 @@ def test_plan_duplicates_and_refusals(tmp_path: Path) -> None:
     ledger.close()
 
 
+@pytest.mark.parametrize("block", [3, 65536])
+def test_input_columns_across_blocks(tmp_path: Path, monkeypatch, block: int) -> None:
+    """Rows are kept in blocks of ``plan.BLOCK``; every row reads back as written, refused
+    paths as null, whatever the block boundaries."""
+    import wfdb2dicom.batch.plan as plan_module
+
+    monkeypatch.setattr(plan_module, "BLOCK", block)
+    written = [[str(i), f"p/{'x' * (i % 5)}{i}", ""] for i in range(10)]
+    written[4][1] = "../escape"
+    written[6][1] = "é/ü/ß"  # non-ASCII: offsets count bytes
+    rows = read_input(_csv(tmp_path / "in.csv", written), "study_id", "path")
+    assert rows.n_rows == 10
+    assert [len(chunk) for chunk in rows.paths.chunks][0] == min(block, 10)
+    assert rows.study_ids.to_pylist() == [str(i) for i in range(10)]
+    assert rows.paths.to_pylist() == [None if i == 4 else r[1] for i, r in enumerate(written)]
+    assert rows.path_hashes.tolist() == [0 if i == 4 else hash(r[1])
+                                         for i, r in enumerate(written)]
+    empty = read_input(_csv(tmp_path / "empty.csv", []), "study_id", "path")
+    assert empty.n_rows == 0 and empty.paths.to_pylist() == [] and len(empty.path_hashes) == 0
+
+
 def test_hash_collisions_never_merge_different_paths(tmp_path: Path) -> None:
     rows = read_input(_csv(tmp_path / "in.csv", [
         ["1", "a/1", ""], ["2", "a/2", ""], ["1", "a/1", ""], ["3", "a/3", ""],
