@@ -1,6 +1,6 @@
 """Throughput of the batch converter against the I/O floor and a naive converter.
 
-Run as its own process:  python bench/throughput.py [--workers 2] [--reps 5]
+Run as its own process:  python bench/throughput.py [--workers 2] [--reps 7]
 
 It generates a MIMIC-IV-ECG-shaped corpus (in /dev/shm when it exists, so disk write-back
 does not drown the signal) and times, as whole processes and interleaved:
@@ -155,7 +155,9 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=15000)
     parser.add_argument("--naive-small", type=int, default=100)
     parser.add_argument("--naive-large", type=int, default=300)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=7,
+                        help="interleaved repetitions, the fastest of each kind kept (default 7: "
+                             "on a shared machine, rates drift 10-20%% between repetitions)")
     parser.add_argument("--dir", type=Path, default=None,
                         help="work directory (default: a new one in /dev/shm, else /tmp)")
     args = parser.parse_args()
