@@ -380,7 +380,7 @@ def test_input_with_a_header_only_gives_a_header_only_output(tmp_path: Path) -> 
 def test_the_batch_parent_never_imports_pandas(tmp_path: Path) -> None:
     """pyarrow imports pandas (~60 MB, a fraction of a second) the first time it converts a
     Python or numpy object; the parent, which holds the plan and the metadata table and
-    shares the CPU with the workers, must never pay for it."""
+    shares the CPU with the workers, must never pay for it, nor for OpenBLAS's threads."""
     corpus = generate_corpus(tmp_path / "mimic", 6, seed=19)
     work = tmp_path / "work"
     args = command(corpus, work)
@@ -392,8 +392,12 @@ def test_the_batch_parent_never_imports_pandas(tmp_path: Path) -> None:
         "except SystemExit:\n"
         "    pass\n"
         "print('pandas imported:', 'pandas' in sys.modules)\n"
+        "import os; print('BLAS threads:', os.environ.get('OPENBLAS_NUM_THREADS'))\n"
     )
-    proc = run([sys.executable, "-c", probe])
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, env=env)
     assert "pandas imported: False" in proc.stdout, proc.stdout + proc.stderr
+    assert "BLAS threads: 1" in proc.stdout  # none spinning beside the workers
     rows = read_rows(work / "out.csv")
     assert sum(1 for row in rows if row["dcm_path"]) == 6

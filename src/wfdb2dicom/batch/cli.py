@@ -15,6 +15,9 @@ from pathlib import Path
 from ..cli_options import add_conversion_options
 from ..errors import ConversionError
 
+BLAS_THREADS_ENV = "OPENBLAS_NUM_THREADS"
+"""numpy's OpenBLAS threads; a batch runs with one unless the environment says otherwise."""
+
 DESCRIPTION = (
     "Convert every WFDB record listed in a CSV (MIMIC-IV-ECG's record_list.csv works as is) "
     "to a DICOM ECG file, in parallel, with a hard timeout per study. Safe to kill at any "
@@ -125,6 +128,10 @@ def config_from_args(args: argparse.Namespace):
 
 def run_from_args(args: argparse.Namespace, *, prog: str = "wfdb2dicom batch") -> int:
     """The subcommand's handler: run, and map outcomes to the documented exit status."""
+    # Nothing here multiplies matrices, yet numpy's OpenBLAS starts a thread per core that
+    # spins ~0.1 s of CPU at import, in this process and in the fork server: CPU the workers
+    # need. Set before numpy is imported (by the engine); inherited by the fork server.
+    os.environ.setdefault(BLAS_THREADS_ENV, "1")
     from .engine import run_batch
 
     try:
