@@ -414,3 +414,31 @@ def test_a_chunk_with_failures_leaves_nothing_for_the_garbage_collector(tmp_path
             gc.enable()
     assert sum(status == FAILED for _, status, _ in results) >= 5  # the broken records
     assert not kinds & {"frame", "traceback"}, kinds
+
+
+def test_a_chunk_gives_what_its_tasks_give_one_by_one(tmp_path: Path) -> None:
+    """A chunk goes through the stages in groups (``work.STAGE_GROUP``); outcomes and files
+    must not depend on where the groups fall, failures included."""
+    from wfdb2dicom.batch.work import STAGE_GROUP, OptionValues, TaskRunner
+    from wfdb2dicom.metadata import MetadataTable
+    from wfdb2dicom.synthetic import generate_corpus
+
+    corpus = generate_corpus(tmp_path / "mimic", 2 * STAGE_GROUP + 5, seed=29)
+    with corpus.record_list_csv.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    values = MetadataTable.load(corpus.machine_measurements_csv).raw_rows(
+        [row["study_id"] for row in rows])
+    tasks = [(i, row["path"], row["study_id"], value, False)
+             for i, (row, value) in enumerate(zip(rows, values, strict=True))]
+    assert len(tasks) > 2 * STAGE_GROUP and corpus.broken
+    marked: list[int] = []
+    together = TaskRunner(Layout(corpus.root, tmp_path / "together"), OptionValues())
+    chunk_results = together.run_chunk(tasks, marked.append)
+    alone = TaskRunner(Layout(corpus.root, tmp_path / "alone"), OptionValues())
+    assert chunk_results == [(task[0], *alone(task)) for task in tasks]
+    assert sorted(set(marked)) == [task[0] for task in tasks]  # every task named its steps
+    files = {p.relative_to(tmp_path / "together"): p.read_bytes()
+             for p in (tmp_path / "together").rglob("*.dcm")}
+    assert files == {p.relative_to(tmp_path / "alone"): p.read_bytes()
+                     for p in (tmp_path / "alone").rglob("*.dcm")}
+    assert len(files) == sum(status == DONE for _, status, _ in chunk_results) >= 2 * STAGE_GROUP

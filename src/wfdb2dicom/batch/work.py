@@ -16,6 +16,11 @@ from typing import Any
 from .outcomes import DONE, FAILED, KEPT, describe_exception
 from .paths import Layout
 
+STAGE_GROUP = 16
+"""Records taken through the stages together, within a chunk: 16 records' samples (~2 MB)
+are still in the CPU's caches when they are written; a whole chunk's (~15 MB) were not.
+Measured against whole chunks: 4-5% less worker CPU; groups of 8 lose the stages' gain."""
+
 WORKER_GC_THRESHOLDS = (5000, 20, 20)
 """``gc.set_threshold`` in workers (Python's default: 700, 10, 10); see :meth:`TaskRunner.setup`."""
 
@@ -86,11 +91,11 @@ class TaskRunner:
         """``(task_id, DONE | KEPT | FAILED, error)`` of each task, in order; every
         exception becomes its task's error string.
 
-        Stage by stage over the chunk (see :func:`~wfdb2dicom.convert.convert_many_to_parts`):
-        metadata and paths, conversion, writes. An output directory is made (and checked) only when
-        its file is written, so a record that fails leaves nothing behind. ``mark(task_id)`` is
-        called before each step of a task, so the pool's heartbeat names the task a hung step
-        belongs to.
+        Stage by stage (see :func:`~wfdb2dicom.convert.convert_many_to_parts`): metadata and
+        paths for the chunk, then conversion and writes for each :data:`STAGE_GROUP` records.
+        An output directory is made (and checked) only when its file is written, so a record
+        that fails leaves nothing behind. ``mark(task_id)`` is called before each step of a
+        task, so the pool's heartbeat names the task a hung step belongs to.
         """
         if not self._ready:
             self.setup()
@@ -110,11 +115,15 @@ class TaskRunner:
             jobs.append((record, metadata, study_id))
             job_tasks.append(task_id)
             rels.append(rel)
-        converted = self._convert_many(jobs, options=self._conversion_options,
-                                       before=lambda index: mark(job_tasks[index]))
-        for index, (task_id, rel) in enumerate(zip(job_tasks, rels, strict=True)):
-            mark(task_id)
-            outcome[task_id] = self._write_result(rel, converted, index)
+        for start in range(0, len(jobs), STAGE_GROUP):
+            group = slice(start, start + STAGE_GROUP)
+            group_tasks = job_tasks[group]
+            converted = self._convert_many(
+                jobs[group], options=self._conversion_options,
+                before=lambda index, ids=group_tasks: mark(ids[index]))
+            for index, (task_id, rel) in enumerate(zip(group_tasks, rels[group], strict=True)):
+                mark(task_id)
+                outcome[task_id] = self._write_result(rel, converted, index)
         return [(task[0], *outcome[task[0]]) for task in tasks]
 
     def _write_result(self, rel: str, converted: list, index: int) -> tuple[int, str | None]:
