@@ -249,12 +249,17 @@ def test_paths_escaping_the_roots_are_refused(tmp_path: Path) -> None:
     before = sorted(p.relative_to(outside) for p in outside.rglob("*"))
 
     sid = good.rsplit("/", 1)[1]
+    linked = corpus.root / "files" / "linked"  # a real header, its .dat a link leading out
+    linked.mkdir()
+    shutil.copy(corpus.root / f"{good}.hea", linked / f"{sid}.hea")
+    (linked / f"{sid}.dat").symlink_to(outside / "rec" / "x.dat")
     listing = tmp_path / "list.csv"
     with listing.open("w", newline="") as handle:
         w = csv.writer(handle)
         w.writerow(["study_id", "path"])
         w.writerows([[sid, good], [sid, "../outside/rec/x"], [sid, str(outside / "rec" / "x")],
-                     [sid, "files/escape/x"], [out_escape.rsplit("/", 1)[1], out_escape]])
+                     [sid, "files/escape/x"], [out_escape.rsplit("/", 1)[1], out_escape],
+                     [sid, f"files/linked/{sid}"]])
     args = command(corpus, work)
     args[args.index("--input_csv") + 1] = str(listing)
     proc = run(args)
@@ -265,6 +270,8 @@ def test_paths_escaping_the_roots_are_refused(tmp_path: Path) -> None:
         assert row["dcm_error"].startswith("UnsafePath: "), row
         assert row["dcm_path"] == ""
     assert "outside --dcm_dir" in rows[4]["dcm_error"]
+    assert rows[5]["dcm_error"] == (
+        f"UnsafePath: files/linked/{sid}.dat resolves outside --wfdb_dir (symlink)")
     assert sorted(p.relative_to(outside) for p in outside.rglob("*")) == before
 
 

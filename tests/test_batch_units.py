@@ -86,12 +86,21 @@ def test_layout_follows_symlinks_only_inside(tmp_path: Path) -> None:
     (wfdb / "real" / "x.hea").write_text("x 1 500\n")
     (wfdb / "real" / "y.hea").symlink_to(outside / "y.hea")
     (dcm / "evil").symlink_to(outside)
+    (wfdb / "real" / "z.hea").symlink_to(wfdb / "real" / "x.hea")  # a link that stays inside
     layout = Layout(wfdb, dcm)
     assert layout.record_base("inside_link/x").endswith("x")
     assert layout.record_base("not/there/yet")  # missing: the reader reports it
-    for rel in ("out_link/x", "real/y"):
-        with pytest.raises(UnsafePath, match="outside --wfdb_dir"):
-            layout.record_base(rel)
+    with pytest.raises(UnsafePath, match="outside --wfdb_dir"):
+        layout.record_base("out_link/x")
+    base = layout.record_base("real/y")  # the directory is fine; the file is checked on open
+    with pytest.raises(UnsafePath, match="real/y.hea resolves outside --wfdb_dir"):
+        layout.open_input(base + ".hea")
+    for name in ("x.hea", "z.hea"):
+        fd = layout.open_input(str(wfdb.resolve() / "real" / name))
+        assert os.read(fd, 100) == b"x 1 500\n"
+        os.close(fd)
+    with pytest.raises(FileNotFoundError):
+        layout.open_input(str(wfdb.resolve() / "real" / "missing.hea"))
     with pytest.raises(UnsafePath, match="outside --dcm_dir"):
         layout.output("evil/sub/x")
     assert not (outside / "sub").exists()  # nothing was made through the link

@@ -8,15 +8,26 @@ each. Errors are the ``OSError`` subclasses ``open`` would raise; callers word t
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 SMALL_FILE = 1 << 13
 """Read size when the caller expects a small file (a header) and knows no exact size."""
 
 
-def read_file(path: str, expected: int | None = None) -> bytes:
+Opener = Callable[[str], int]
+"""``opener(path) -> file descriptor`` open for reading: how a caller checks what it opens
+(the batch refuses a symlink that leads out of ``--wfdb_dir``)."""
+
+
+def open_for_reading(path: str) -> int:
+    """The default :data:`Opener`."""
+    return os.open(path, _READ_FLAGS)
+
+
+def read_file(path: str, expected: int | None = None, opener: Opener | None = None) -> bytes:
     """The whole file. ``expected``: the size the caller expects (one read when right)."""
-    fd = os.open(path, _READ_FLAGS)
+    fd = (opener or open_for_reading)(path)
     try:
         first = os.read(fd, SMALL_FILE if expected is None else expected)
         rest = os.read(fd, SMALL_FILE)  # usually b"": at the end

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from .errors import RecordError
-from .fileio import read_file
+from .fileio import Opener, read_file
 
 DEFAULT_GAIN = 200.0
 """WFDB's gain when the header gives none (adu per physical unit)."""
@@ -109,11 +109,11 @@ class Header(NamedTuple):
         return dt.datetime.combine(self.base_date, self.base_time)
 
 
-def read_header(hea_path: str | os.PathLike[str]) -> Header:
+def read_header(hea_path: str | os.PathLike[str], opener: Opener | None = None) -> Header:
     """Read and parse ``hea_path``; any defect raises :class:`RecordError`."""
     name = os.path.basename(hea_path)
     try:
-        raw = read_file(os.fspath(hea_path))
+        raw = read_file(os.fspath(hea_path), opener=opener)
     except FileNotFoundError:
         raise RecordError(f"missing header file {name}") from None
     except IsADirectoryError:

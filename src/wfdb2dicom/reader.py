@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RecordError, UnsupportedRecord
-from .fileio import read_file
+from .fileio import Opener, read_file
 from .header import Header, SignalSpec, read_header
 from .record import EcgRecord, MultiplexGroup
 
@@ -45,21 +45,29 @@ def record_base(path: str | Path) -> Path:
     return path
 
 
-def read_record(path: str | Path, *, verify_checksums: bool = True) -> EcgRecord:
-    """Read the record at ``path`` (no extension needed); defects raise ``RecordError``."""
+def read_record(path: str | Path, *, verify_checksums: bool = True,
+                opener: Opener | None = None) -> EcgRecord:
+    """Read the record at ``path`` (no extension needed); defects raise ``RecordError``.
+
+    ``opener`` opens each of the record's files (see :data:`~wfdb2dicom.fileio.Opener`).
+    """
     base = os.fspath(path)
     if base.endswith((".hea", ".dat")):
         base = base[:-4]
-    header = read_header(base + ".hea")
+    header = read_header(base + ".hea", opener)
     _check_signals(header)
     if _fast_path_applies(header):
-        samples = _read_fmt16_single_file(base, header)
+        samples = _read_fmt16_single_file(base, header, opener)
         if verify_checksums:
             _verify_checksums(header, column_sums(samples))
         groups: tuple[MultiplexGroup, ...] = (
             MultiplexGroup(header.fs, header.layout.channels, samples),
         )
     else:
+        if opener is not None:  # wfdb opens the files itself: let the opener see them first
+            for name in dict.fromkeys(header.file_names):
+                _close_quietly(_open_signal_file(os.path.join(os.path.dirname(base), name),
+                                                 opener))
         columns = _read_columns_with_wfdb(Path(base), header)
         if verify_checksums:
             _verify_checksums(header, [int(c.sum(dtype=np.int64)) for c in columns])
@@ -87,9 +95,10 @@ def _fast_path_applies(header: Header) -> bool:
             and len(set(header.file_names)) == 1)
 
 
-def _read_signal_file(path: str, expected: int | None = None) -> bytes:
+def _read_signal_file(path: str, expected: int | None = None,
+                      opener: Opener | None = None) -> bytes:
     try:
-        return read_file(path, expected)
+        return read_file(path, expected, opener)
     except FileNotFoundError:
         raise RecordError(f"missing signal file {os.path.basename(path)}") from None
     except IsADirectoryError:
@@ -107,11 +116,25 @@ def _size_mismatch(name: str, actual: int, expected: int, what: str) -> RecordEr
     )
 
 
-def _read_fmt16_single_file(base: str, header: Header) -> np.ndarray:
+def _open_signal_file(path: str, opener: Opener) -> int | None:
+    """``opener(path)``; a missing file is left for the reader to report (None)."""
+    try:
+        return opener(path)
+    except OSError:
+        return None
+
+
+def _close_quietly(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
+
+
+def _read_fmt16_single_file(base: str, header: Header, opener: Opener | None = None
+                            ) -> np.ndarray:
     file_name = header.file_names[0]
     n_samples = header.n_samples or 0
     expected = n_samples * header.n_signals * 2
-    data = _read_signal_file(os.path.join(os.path.dirname(base), file_name), expected)
+    data = _read_signal_file(os.path.join(os.path.dirname(base), file_name), expected, opener)
     if len(data) != expected:
         raise _size_mismatch(
             file_name, len(data), expected,

@@ -5,14 +5,16 @@ path, or lead through a symlink that points elsewhere. Two checks keep a run ins
 ``--wfdb_dir`` (what it reads) and ``--dcm_dir`` (what it writes):
 
 * :func:`normalise_record_path`, lexical and cheap, in the parent for every row;
-* :meth:`Layout.record_base` / :meth:`Layout.output`, which resolve symlinks, in the worker
-  just before it touches the files (so the parent never stats 800,000 paths).
+* :meth:`Layout.record_base`, :meth:`Layout.open_input` (the reader's opener) and
+  :meth:`Layout.output`, which resolve symlinks, in the worker as it touches the files (so
+  the parent never stats 800,000 paths).
 
 This module is imported by worker processes: keep it free of heavy imports.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -23,6 +25,11 @@ RECORD_SUFFIXES = (".hea", ".dat")
 """The seed accepts a ``path`` with or without one of these."""
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_READ_NOFOLLOW = _READ | _NOFOLLOW
+_IS_SYMLINK = (errno.ELOOP, errno.EMLINK)
+"""How ``open`` with ``O_NOFOLLOW`` refuses a symlink (EMLINK on FreeBSD)."""
 
 
 class UnsafePath(ConversionError):
@@ -121,15 +128,34 @@ class Layout:
         return [f"{prefix}{self._native(rel)}.dcm" for rel in rels]
 
     def record_base(self, rel: str) -> str:
-        """The record to read; refuses one whose header or ``.dat`` resolves outside the root."""
+        """The record to read; refuses one whose directory resolves outside the root.
+
+        Its files are checked as they are opened, by :meth:`open_input` (the reader's opener).
+        """
         folder, _, name = rel.rpartition("/")
         if not self._dir_inside(self.wfdb_root, folder):
             raise UnsafePath(f"{rel} is in a directory that resolves outside --wfdb_dir")
-        base = self._prefix[self.wfdb_root] + self._native(rel)
-        for suffix in RECORD_SUFFIXES:
-            if not self._entry_inside(self.wfdb_root, base + suffix):
-                raise UnsafePath(f"{rel}{suffix} resolves outside --wfdb_dir (symlink)")
-        return base
+        return self._prefix[self.wfdb_root] + self._native(rel)
+
+    def open_input(self, path: str) -> int:
+        """Open a record's file for reading (a :data:`~wfdb2dicom.fileio.Opener`); refuses a
+        symlink that resolves outside ``--wfdb_dir``.
+
+        ``O_NOFOLLOW`` makes the check free for the files that are no symlink (all, usually):
+        the open fails on a symlink, which is then resolved and, if inside, opened.
+        """
+        if _NOFOLLOW:
+            try:
+                return os.open(path, _READ_NOFOLLOW)
+            except OSError as exc:
+                if exc.errno not in _IS_SYMLINK:
+                    raise
+        if not self._entry_inside(self.wfdb_root, path):
+            raise UnsafePath(f"{self._shown_input(path)} resolves outside --wfdb_dir (symlink)")
+        return os.open(path, _READ)
+
+    def _shown_input(self, path: str) -> str:
+        return path.removeprefix(self._prefix[self.wfdb_root]).replace(os.sep, "/")
 
     def output(self, rel: str) -> str:
         """The file to write, its directory made; refuses one whose directory resolves

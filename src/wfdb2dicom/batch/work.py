@@ -120,7 +120,8 @@ class TaskRunner:
             group_tasks = job_tasks[group]
             converted = self._convert_many(
                 jobs[group], options=self._conversion_options,
-                before=lambda index, ids=group_tasks: mark(ids[index]))
+                before=lambda index, ids=group_tasks: mark(ids[index]),
+                opener=self.layout.open_input)
             for index, (task_id, rel) in enumerate(zip(group_tasks, rels[group], strict=True)):
                 mark(task_id)
                 outcome[task_id] = self._write_result(rel, converted, index)
