@@ -20,9 +20,14 @@ Opener = Callable[[str], int]
 (the batch refuses a symlink that leads out of ``--wfdb_dir``)."""
 
 
-def open_for_reading(path: str) -> int:
-    """The default :data:`Opener`."""
-    return os.open(path, _READ_FLAGS)
+NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+"""0 where the platform cannot refuse a symlink as it opens (Windows)."""
+
+
+def open_for_reading(path: str, *, follow_symlinks: bool = True) -> int:
+    """The default :data:`Opener`. Without ``follow_symlinks``, a symlink fails to open
+    (``OSError``, errno ELOOP; EMLINK on FreeBSD) where :data:`NO_FOLLOW` is supported."""
+    return os.open(path, _READ_FLAGS if follow_symlinks else _READ_FLAGS | NO_FOLLOW)
 
 
 def read_file(path: str, expected: int | None = None, opener: Opener | None = None) -> bytes:

@@ -20,14 +20,12 @@ import re
 import stat
 
 from ..errors import ConversionError
+from ..fileio import NO_FOLLOW, open_for_reading
 
 RECORD_SUFFIXES = (".hea", ".dat")
 """The seed accepts a ``path`` with or without one of these."""
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
-_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_READ_NOFOLLOW = _READ | _NOFOLLOW
 _IS_SYMLINK = (errno.ELOOP, errno.EMLINK)
 """How ``open`` with ``O_NOFOLLOW`` refuses a symlink (EMLINK on FreeBSD)."""
 
@@ -144,15 +142,15 @@ class Layout:
         ``O_NOFOLLOW`` makes the check free for the files that are no symlink (all, usually):
         the open fails on a symlink, which is then resolved and, if inside, opened.
         """
-        if _NOFOLLOW:
+        if NO_FOLLOW:
             try:
-                return os.open(path, _READ_NOFOLLOW)
+                return open_for_reading(path, follow_symlinks=False)
             except OSError as exc:
                 if exc.errno not in _IS_SYMLINK:
                     raise
         if not self._entry_inside(self.wfdb_root, path):
             raise UnsafePath(f"{self._shown_input(path)} resolves outside --wfdb_dir (symlink)")
-        return os.open(path, _READ)
+        return open_for_reading(path)
 
     def _shown_input(self, path: str) -> str:
         return path.removeprefix(self._prefix[self.wfdb_root]).replace(os.sep, "/")

@@ -132,7 +132,7 @@ class TaskRunner:
 
         A failed record's exception reaches ``converted`` through its traceback's frames. Left
         in the list, or in a local of the chunk's loop, that cycle would keep every record of
-        the chunk (~15 MB of samples) alive until the garbage collector came by; here it dies
+        the group (samples included) alive until the garbage collector came by; here it dies
         with this call.
         """
         parts, converted[index] = converted[index], None
