@@ -66,8 +66,10 @@ def read_record(path: str | Path, *, verify_checksums: bool = True,
     else:
         if opener is not None:  # wfdb opens the files itself: let the opener see them first
             for name in dict.fromkeys(header.file_names):
-                _close_quietly(_open_signal_file(os.path.join(os.path.dirname(base), name),
-                                                 opener))
+                try:
+                    os.close(opener(os.path.join(os.path.dirname(base), name)))
+                except OSError:  # missing or unreadable: reading reports it below
+                    pass
         columns = _read_columns_with_wfdb(Path(base), header)
         if verify_checksums:
             _verify_checksums(header, [int(c.sum(dtype=np.int64)) for c in columns])
@@ -114,19 +116,6 @@ def _size_mismatch(name: str, actual: int, expected: int, what: str) -> RecordEr
         f"signal file {name} is {relation} than the header says: {actual} bytes, expected "
         f"{expected} ({what})"
     )
-
-
-def _open_signal_file(path: str, opener: Opener) -> int | None:
-    """``opener(path)``; a missing file is left for the reader to report (None)."""
-    try:
-        return opener(path)
-    except OSError:
-        return None
-
-
-def _close_quietly(fd: int | None) -> None:
-    if fd is not None:
-        os.close(fd)
 
 
 def _read_fmt16_single_file(base: str, header: Header, opener: Opener | None = None
