@@ -34,7 +34,12 @@ class MultiplexGroup(NamedTuple):
     sampling_frequency: float
     channels: tuple[Channel, ...]
     samples: np.ndarray
-    """Digital samples, shape (n_samples, n_channels), little-endian int16, C-contiguous."""
+    """Digital samples, shape (n_samples, n_channels), C-contiguous, little-endian int16
+    (``<i2``) or, when any channel needs more than 16 bits, int32 (``<i4``)."""
+    bits_stored: tuple[int, ...] | None = None
+    """Per channel, the bits its stored samples need, never less than the header's ADC
+    resolution says nor less than the samples' range needs (Waveform Bits Stored). None:
+    the reader did not compute it and the format's significant bits apply."""
 
     @property
     def n_samples(self) -> int:
@@ -53,3 +58,21 @@ class EcgRecord(NamedTuple):
     base_datetime: dt.datetime | None
     """Start of the recording, only when the header gives both date and time."""
     comments: tuple[str, ...]
+
+
+class RecordSegment(NamedTuple):
+    """One segment of a multi-segment record, read as a record of its own.
+
+    A single-segment record is one segment with ``start_frame`` 0. Gaps (``~``) and layout
+    segments (no samples) are not segments here. Objects made from a segment start at the
+    record's start plus ``start_frame / frame_rate`` seconds.
+    """
+
+    index: int
+    """Position of the segment in the master header (1 = the first listed, layout included),
+    so names and UIDs stay the same whichever segments are present."""
+    start_frame: int
+    """Frames (at the master record's frame rate) from the record's start to this segment's."""
+    frame_rate: float
+    """The master record's frame rate (frames per second)."""
+    record: EcgRecord
