@@ -44,3 +44,22 @@ def read_file(path: str, expected: int | None = None, opener: Opener | None = No
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def read_file_and_stat(path: str) -> tuple[bytes, str]:
+    """The whole file and its ``size:mtime_ns``, taken (``fstat``) before it is read.
+
+    Stat first: a file changed while or after it is read then shows a newer time than the
+    one recorded, so whoever compares it later (``wfdb2dicom verify``'s ledger) looks again.
+    """
+    fd = open_for_reading(path)
+    try:
+        info = os.fstat(fd)
+        first = os.read(fd, info.st_size + 1 if info.st_size else SMALL_FILE)
+        chunks = [first]
+        if len(first) > info.st_size:  # grew after the stat: read the rest
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks) if len(chunks) > 1 else first, f"{info.st_size}:{info.st_mtime_ns}"

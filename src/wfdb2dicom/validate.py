@@ -30,16 +30,21 @@ def quick_check(ds: Dataset) -> None:
     if not groups:
         raise ValidationFailed("no WaveformSequence")
     for number, group in enumerate(groups, start=1):
-        data = group.get("WaveformData")
-        _check_group(
-            number,
-            channels=int(group.get("NumberOfWaveformChannels", 0) or 0),
-            samples=int(group.get("NumberOfWaveformSamples", 0) or 0),
-            frequency=float(group.get("SamplingFrequency", 0) or 0),
-            interpretation=group.get("WaveformSampleInterpretation"),
-            bits_allocated=int(group.get("WaveformBitsAllocated", 0) or 0),
-            data_length=len(data) if data is not None else 0,
-        )
+        quick_check_group(number, group)
+
+
+def quick_check_group(number: int, group: Dataset) -> None:
+    """:func:`quick_check` of one Waveform Sequence item (``number`` counts from 1)."""
+    data = group.get("WaveformData")
+    _check_group(
+        number,
+        channels=int(group.get("NumberOfWaveformChannels", 0) or 0),
+        samples=int(group.get("NumberOfWaveformSamples", 0) or 0),
+        frequency=float(group.get("SamplingFrequency", 0) or 0),
+        interpretation=group.get("WaveformSampleInterpretation"),
+        bits_allocated=int(group.get("WaveformBitsAllocated", 0) or 0),
+        data_length=len(data) if data is not None else 0,
+    )
 
 
 def quick_check_plan(plan: ObjectPlan) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from . import BatchError
@@ -55,6 +55,62 @@ def ledger_path(output_csv: str | os.PathLike[str]) -> Path:
     return Path(f"{os.fspath(output_csv)}{LEDGER_SUFFIX}")
 
 
+def open_locked(path: str | os.PathLike[str], schema: str, version: str,
+                same: str) -> tuple[sqlite3.Connection, bool]:
+    """A SQLite file with ``schema``, locked for this process until closed; whether it
+    existed. ``same`` says what a second run shares with the one that holds the lock.
+
+    Autocommit mode (each write is its own ``BEGIN``/``COMMIT``), WAL with ``synchronous =
+    NORMAL`` (a commit survives a kill; a power cut may lose the last one, never corrupt),
+    and SQLite's exclusive lock, taken now, so two runs refuse to overlap.
+    """
+    path = Path(path)
+    existed = path.exists()
+    try:
+        db = sqlite3.connect(path, timeout=0, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise BatchError(f"cannot open ledger {path}: {exc}") from None
+    try:
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("BEGIN IMMEDIATE")  # takes the lock now, and keeps it until close
+        db.executescript(schema)  # executescript commits first; the lock stays (EXCLUSIVE)
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (version,))
+        found = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise BatchError(
+                f"another run is using {path} ({same}); let it finish or stop it"
+            ) from None
+        raise BatchError(f"cannot use ledger {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise BatchError(
+            f"ledger {path} is damaged ({exc}); delete it to start the run over"
+        ) from None
+    if found != version:
+        db.close()
+        raise BatchError(f"ledger {path} has schema {found}, this version writes "
+                         f"{version}; delete it to start the run over")
+    return db, existed
+
+
+def _commit(db: sqlite3.Connection, path: Path, write: Callable[[], None]) -> None:
+    """Run ``write`` as one transaction; a SQLite failure becomes a one-line BatchError."""
+    try:
+        db.execute("BEGIN")
+        write()
+        db.execute("COMMIT")
+    except BaseException as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):  # disk full, I/O error: say so on one line
+            raise BatchError(f"cannot write ledger {path}: {exc}") from None
+        raise
+
+
 class Ledger:
     """An open ledger, locked for this run. Use :meth:`open` as a context manager."""
 
@@ -66,37 +122,8 @@ class Ledger:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Ledger:
-        path = Path(path)
-        existed = path.exists()
-        try:
-            db = sqlite3.connect(path, timeout=0, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise BatchError(f"cannot open ledger {path}: {exc}") from None
-        try:
-            db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("BEGIN IMMEDIATE")  # takes the lock now, and keeps it until close
-            db.executescript(_SCHEMA)  # executescript commits first; the lock stays (EXCLUSIVE)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
-        except sqlite3.OperationalError as exc:
-            db.close()
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise BatchError(
-                    f"another run is using {path} (same --output_csv); let it finish or stop it"
-                ) from None
-            raise BatchError(f"cannot use ledger {path}: {exc}") from None
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            raise BatchError(
-                f"ledger {path} is damaged ({exc}); delete it to start the run over"
-            ) from None
-        if version != SCHEMA_VERSION:
-            db.close()
-            raise BatchError(f"ledger {path} has schema {version}, this version writes "
-                             f"{SCHEMA_VERSION}; delete it to start the run over")
-        return cls(path, db, existed)
+        db, existed = open_locked(path, _SCHEMA, SCHEMA_VERSION, "same --output_csv")
+        return cls(Path(path), db, existed)
 
     def close(self) -> None:
         self._db.close()
@@ -154,8 +181,8 @@ class Ledger:
     ) -> None:
         """One checkpoint: results, the log text appended since the last one, its new size."""
         db = self._db
-        try:
-            db.execute("BEGIN")
+
+        def write() -> None:
             db.executemany(
                 "INSERT OR REPLACE INTO results (path, study_id, ok, error) VALUES (?, ?, ?, ?)",
                 entries,
@@ -169,13 +196,8 @@ class Ledger:
                                (f"log_size:{log_path}", str(log_size)))
             if state is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (state,))
-            db.execute("COMMIT")
-        except BaseException as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):  # disk full, I/O error: say so on one line
-                raise BatchError(f"cannot write ledger {self.path}: {exc}") from None
-            raise
+
+        _commit(db, self.path, write)
 
     def set_meta(self, key: str, value: str) -> None:
         """Record a fact about the run (e.g. its ``wfdb_dir``, for ``wfdb2dicom verify``)."""
@@ -199,3 +221,73 @@ def recorded_meta(output_csv: str | os.PathLike[str], key: str) -> str | None:
     except sqlite3.Error:
         return None
     return row[0] if row else None
+
+
+VERIFIED_SUFFIX = ".verified.sqlite"
+VERIFIED_SCHEMA_VERSION = "1"
+
+_VERIFIED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS verified (
+    dcm_path TEXT PRIMARY KEY,
+    record_path TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    problem TEXT,
+    object_stat TEXT NOT NULL,
+    source_stat TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+Verified = tuple[str, str, int, "str | None", str, str]
+"""``(dcm_path, record_path, ok, problem, object_stat, source_stat)``: one ``verified`` row;
+the stats as :class:`~wfdb2dicom.verification.Signature` holds them."""
+
+
+def verified_path(output_csv: str | os.PathLike[str]) -> Path:
+    """``{output_csv}.verified.sqlite``: what ``wfdb2dicom verify`` has proven of a run."""
+    return Path(f"{os.fspath(output_csv)}{VERIFIED_SUFFIX}")
+
+
+class VerifyLedger:
+    """What verify proved, per object, with the sizes and times of the object and its
+    source files when they were read: the batch ledger's design (locked, one transaction
+    per checkpoint), so a killed verify resumes, and a re-run re-reads only what changed."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = db
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> VerifyLedger:
+        db, _ = open_locked(path, _VERIFIED_SCHEMA, VERIFIED_SCHEMA_VERSION,
+                            "a verify of the same --output_csv")
+        return cls(Path(path), db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> VerifyLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def passed(self, dcm_paths: list[str]) -> dict[str, tuple[str, str, str]]:
+        """``dcm_path -> (record_path, object_stat, source_stat)`` of each of ``dcm_paths``
+        that passed when last verified."""
+        found: dict[str, tuple[str, str, str]] = {}
+        for start in range(0, len(dcm_paths), 500):  # under SQLite's limit on parameters
+            part = dcm_paths[start:start + 500]
+            query = ("SELECT dcm_path, record_path, object_stat, source_stat FROM verified "
+                     f"WHERE ok=1 AND dcm_path IN ({','.join('?' * len(part))})")
+            for dcm_path, *facts in self._db.execute(query, part):
+                found[dcm_path] = tuple(facts)  # type: ignore[assignment]
+        return found
+
+    def commit(self, rows: Iterable[Verified]) -> None:
+        """One checkpoint: these verdicts, in one transaction."""
+        def write() -> None:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO verified VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+        _commit(self._db, self.path, write)
