@@ -266,6 +266,8 @@ class ObjectChecker:
         self._layouts: dict[tuple[str, tuple[bool, ...]], SourceLayout] = {}
         self._groups: dict[tuple[SourceLayout, tuple], str | None] = {}
         self._workdir: str | None = None
+        self.compared = {"bytes": 0, "arrays": 0}
+        """Objects compared by the fast path (bytes) and by decoding (arrays)."""
 
     def check(self, record_path: str, dcm_path: str, *, signals: tuple[str, ...] | None = None,
               frames: tuple[int, int] | None = None, decode: bool = False) -> Outcome:
@@ -331,6 +333,7 @@ class ObjectChecker:
             except Exception as exc:
                 return Outcome(f"SourceUnreadable: {_describe(exc)}", None)
         signature = Signature(object_stat, "|".join(stats))
+        self.compared["bytes" if fast else "arrays"] += 1
         with clock.stage("compare"):
             if fast:
                 problem = self._compare_bytes(layout, group_key, groups[0], samples)
@@ -371,9 +374,16 @@ class ObjectChecker:
         if described is not None:
             return described
         waveform = group.WaveformData
+        expected = (layout.n_samples or 0) * len(layout.names) * 2  # = the group's, checked
+        if len(waveform) != expected:  # a truncated object: the integrity check says so
+            from .validate import quick_check_group
+
+            try:
+                quick_check_group(1, group)
+            except ConversionError as exc:
+                return f"ValidationFailed: {exc}"
         if waveform != samples:
             return _first_difference(layout.names, waveform, samples)
-        expected = (layout.n_samples or 0) * len(layout.names) * 2
         if len(samples) != expected:
             return (f"the signal file has {len(samples)} bytes, the header declares "
                     f"{expected}")
