@@ -13,9 +13,14 @@ Failures come in two kinds, and are handled differently:
   timeouts, HTTP 408/429/5xx): the batch is retried with bounded exponential backoff; when
   the retries are spent the destination is considered unreachable and the run stops, every
   object not sent being reported;
-* *per object* (file missing or unreadable, C-STORE failure status, STOW-RS failure for that
-  instance): reported as one line ``study_id<TAB>dcm_path<TAB>reason`` in the error log, in
-  the style of the batch run, and the run goes on.
+* *per object* (file missing or unreadable, no presentation context accepted for its SOP
+  class, C-STORE failure status, STOW-RS failure for that instance): reported as one line
+  ``study_id<TAB>dcm_path<TAB>reason`` in the error log, in the style of the batch run, and
+  the run goes on.
+
+A refusal that neither a retry nor a later batch can change (association rejected-permanent,
+no presentation context accepted at all, a DICOMweb server refusing our credentials) stops
+the run at once, every object not sent being reported with it.
 
 Credentials never appear on the command line (process lists and shell histories are not
 private): a DICOMweb URL with ``user:password@`` is refused; user/password or a bearer token
