@@ -257,6 +257,12 @@ def deterministic_costs(args: argparse.Namespace, base: Path, corpus, rels: list
                     str(corpus.machine_measurements_csv)]
         return [*worker, str(work / f"made-{size}.csv"), str(corpus.root)]
 
+    for kind in ("batch", "verify"):  # where a worker's time goes, natively, in-process
+        stages = subprocess.run([*command(kind, "large"), "--stages"], env=env, check=True,
+                                capture_output=True, text=True).stdout
+        print(f"where one {kind} worker's time goes, by stage ({args.cost_large} records, "
+              f"in-process, clock time):\n{stages.rstrip()}", flush=True)
+
     extra = args.cost_large - args.cost_small
     costs: dict[str, dict[str, float | None]] = {}
     for kind in kinds:
@@ -420,12 +426,12 @@ def main() -> int:
     noisy = {kind: relative_spread(rates[kind]) for kind in kinds
              if relative_spread(rates[kind]) > NOISY_SPREAD}
     if noisy:
-        worst = ", ".join(f"{kind} ±{50 * spread:.0f}%" if spread != float("inf") else
+        worst = "; ".join(f"{kind}: max-min is {100 * spread:.0f}% of the median"
+                          if spread != float("inf") else
                           f"{kind}: a large run took no longer than its small one"
                           for kind, spread in noisy.items())
-        print(f"THE MACHINE WAS TOO NOISY for the wall rates: their spread ({worst} about the "
-              f"median) exceeds {100 * NOISY_SPREAD:.0f}%; trust the CPU and deterministic "
-              "figures below")
+        print(f"THE MACHINE WAS TOO NOISY for these wall rates ({worst}; the limit is "
+              f"{100 * NOISY_SPREAD:.0f}%): trust the CPU and deterministic figures instead")
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"peak memory of any process: floor {peaks['floor'] / 2**20:.0f} MB, batch "
           f"{peaks['batch'] / 2**20:.0f} MB, verify {peaks['verify'] / 2**20:.0f} MB, naive "
@@ -439,8 +445,8 @@ def main() -> int:
           f"{800035 / statistics.median(rates['verify']) / 60:.1f} min")
 
     if not args.no_cost:
-        costs = deterministic_costs(args, base, corpus, rels, env, kinds)
         print()
+        costs = deterministic_costs(args, base, corpus, rels, env, kinds)
         print(f"deterministic cost per record: one worker's work alone (bench/one_worker.py), "
               f"marginal {args.cost_small} -> {args.cost_large} records:")
         print(f"  {'':8s} {'system calls':>14s} {'instructions':>14s}")
