@@ -46,11 +46,7 @@ def verify_object(record_path: str | Path, dcm_path: str | Path) -> str | None:
     """None when ``dcm_path`` holds ``record_path``'s samples exactly; else the first problem."""
     from .verification import ObjectChecker
 
-    checker = ObjectChecker()
-    try:
-        return checker.check(os.fspath(record_path), os.fspath(dcm_path)).problem
-    finally:
-        checker.close()
+    return ObjectChecker().check(os.fspath(record_path), os.fspath(dcm_path)).problem
 
 
 def read_run(
