@@ -67,6 +67,16 @@ def test_defaults_per_spec() -> None:
         ("r 1 500 10 10:00:00 31/02/2100\nr.dat 16\n", "bad base date"),
         ("r 1 500 10\nr.dat 16 abc\n", "bad gain"),
         ("r/2 1 500 10\n", "multi-segment"),
+        # Numbers that overflow or are not finite (issue 13, item 7): OverflowError escaped.
+        ("r 1 500 10 99999999999:00:00\nr.dat 16\n", "bad base time"),
+        ("r 1 500 10 -2147483649\nr.dat 16\n", "bad base time"),
+        ("r 1 500 10 08:35:inf\nr.dat 16\n", "bad base time"),
+        ("r 1 500 10 08:35:nan\nr.dat 16\n", "bad base time"),
+        ("r 1 500 10 1e400\nr.dat 16\n", "bad base time"),
+        ("r 1 500 10 10:00:00 1/1/99999999999\nr.dat 16\n", "bad base date"),
+        ("r 1 500 10 10:00:00 1/1/-99999999999999999999\nr.dat 16\n", "bad base date"),
+        ("r 1 1e999 10\nr.dat 16\n", "bad sampling frequency"),
+        ("r 1 500 10\nr.dat 16 1e999\n", "bad gain"),
     ],
 )
 def test_corrupt_headers_give_one_line_reason(text: str, reason: str) -> None:

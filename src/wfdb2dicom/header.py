@@ -11,6 +11,7 @@ Spec: https://wfdb.io/spec/header-files.html
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from functools import lru_cache
@@ -217,6 +218,8 @@ def _parse_record_line(
         if not match:
             raise RecordError(f"{source}: bad sampling frequency {fields[2]!r}")
         fs = float(match.group(1))
+        if not math.isfinite(fs):
+            raise RecordError(f"{source}: bad sampling frequency {fields[2]!r}")
         if fs <= 0:
             raise RecordError(f"{source}: sampling frequency must be positive, not {fs:g}")
     n_samples = None
@@ -235,7 +238,11 @@ def _parse_record_line(
 
 
 def _parse_time(value: str, source: str) -> dt.time:
-    """``[[HH:]MM:]SS[.fff]`` as a time of day."""
+    """``[[HH:]MM:]SS[.fff]`` as a time of day.
+
+    Out-of-range numbers raise OverflowError (``dt.time`` on a huge hour, ``int`` of an
+    infinite second), not ValueError: both are a bad time.
+    """
     try:
         parts = value.split(":")
         if not 1 <= len(parts) <= 3:
@@ -246,7 +253,7 @@ def _parse_time(value: str, source: str) -> dt.time:
         whole = int(seconds)
         micro = round((seconds - whole) * 1_000_000)
         return dt.time(hours, minutes, whole, micro)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise RecordError(f"{source}: bad base time {value!r} (expected HH:MM:SS)") from None
 
 
@@ -255,7 +262,7 @@ def _parse_date(value: str, source: str) -> dt.date:
     try:
         day, month, year = (int(p) for p in value.split("/"))
         return dt.date(year, month, day)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise RecordError(f"{source}: bad base date {value!r} (expected DD/MM/YYYY)") from None
 
 
@@ -276,6 +283,8 @@ def _parse_gain(text: str) -> tuple[float, int | None, str] | None:
     if not match:
         return None
     gain = float(match.group(1)) or DEFAULT_GAIN
+    if not math.isfinite(gain):
+        return None
     baseline = int(match.group(2)) if match.group(2) is not None else None
     return gain, baseline, match.group(3) or "mV"
 
