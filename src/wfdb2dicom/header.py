@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from .errors import RecordError
-from .fileio import Opener, read_file
+from .fileio import Opener, SizeMismatch, read_file
 
 DEFAULT_GAIN = 200.0
 """WFDB's gain when the header gives none (adu per physical unit)."""
@@ -121,6 +121,9 @@ def read_header(hea_path: str | os.PathLike[str], opener: Opener | None = None) 
         raise RecordError(f"header {name} is a directory") from None
     except OSError as exc:
         raise RecordError(f"cannot read header {name}: {exc.strerror}") from None
+    except SizeMismatch as exc:
+        raise RecordError(f"header {name} is larger than {exc.expected} bytes: not a WFDB "
+                          "header") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

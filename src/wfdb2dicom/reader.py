@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RecordError, UnsupportedRecord
-from .fileio import Opener, read_file
+from .fileio import NotRegularFile, Opener, SizeMismatch, read_file
 from .header import Header, SignalSpec, read_header
 from .record import EcgRecord, MultiplexGroup
 
@@ -68,6 +68,9 @@ def read_record(path: str | Path, *, verify_checksums: bool = True,
             for name in dict.fromkeys(header.file_names):
                 try:
                     os.close(opener(os.path.join(os.path.dirname(base), name)))
+                except NotRegularFile as exc:  # wfdb would block on it, or read it forever
+                    raise RecordError(f"cannot read signal file {name}: {exc.strerror}"
+                                      ) from None
                 except OSError:  # missing or unreadable: reading reports it below
                     pass
         columns = _read_columns_with_wfdb(Path(base), header)
@@ -110,7 +113,11 @@ def _read_signal_file(path: str, expected: int | None = None,
             f"cannot read signal file {os.path.basename(path)}: {exc.strerror}") from None
 
 
-def _size_mismatch(name: str, actual: int, expected: int, what: str) -> RecordError:
+def _size_mismatch(name: str, actual: int | None, expected: int, what: str) -> RecordError:
+    """``actual`` None: a stream that gave more than ``expected`` bytes."""
+    if actual is None:
+        return RecordError(f"signal file {name} is longer than the header says: more than "
+                           f"{expected} bytes ({what})")
     relation = "shorter" if actual < expected else "longer"
     return RecordError(
         f"signal file {name} is {relation} than the header says: {actual} bytes, expected "
@@ -123,12 +130,14 @@ def _read_fmt16_single_file(base: str, header: Header, opener: Opener | None = N
     file_name = header.file_names[0]
     n_samples = header.n_samples or 0
     expected = n_samples * header.n_signals * 2
-    data = _read_signal_file(os.path.join(os.path.dirname(base), file_name), expected, opener)
-    if len(data) != expected:
+    try:
+        data = _read_signal_file(os.path.join(os.path.dirname(base), file_name), expected,
+                                 opener)
+    except SizeMismatch as exc:  # found before reading more than the header declares
         raise _size_mismatch(
-            file_name, len(data), expected,
+            file_name, exc.actual, expected,
             f"{n_samples} samples x {header.n_signals} signals x 2 bytes",
-        )
+        ) from None
     return np.frombuffer(data, dtype="<i2").reshape(n_samples, header.n_signals)
 
 
