@@ -27,6 +27,9 @@ _FORMAT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?$")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _GAIN_RE = re.compile(rf"^({_NUMBER})(?:\(([-+]?\d+)\))?(?:/(.+))?$")
 _FS_RE = re.compile(rf"^({_NUMBER})(?:/([\d.eE+-]+)(?:\(([-\d.]+)\))?)?$")
+_RECORD_NAME_RE = re.compile(r"[-A-Za-z0-9_]+")
+"""ASCII letters, digits, ``_`` and ``-`` (``p000878-2137-10-26-16-57``): what WFDB names a
+record with (wfdb-python misreads a header whose name holds a Unicode digit such as ``¹``)."""
 
 
 class SignalSpec(NamedTuple):
@@ -155,12 +158,12 @@ def parse_header(text: str, source: str = "header") -> Header:
         lines[0], source
     )
     signal_lines = lines[1:]
-    if len(signal_lines) < n_signals:
-        raise RecordError(
+    if len(signal_lines) != n_signals:  # more: a signal would be dropped unseen (and wfdb
+        raise RecordError(              # refuses the extra line)
             f"{source}: record line declares {n_signals} signals but {len(signal_lines)} signal "
             f"lines follow"
         )
-    signals = _parse_signal_lines(signal_lines[:n_signals], source)
+    signals = _parse_signal_lines(signal_lines, source)
     return Header(record_name, n_signals, fs, n_samples, base_time, base_date, *signals,
                   tuple(comments))
 
@@ -209,6 +212,9 @@ def _parse_record_line(
     name = fields[0]
     if "/" in name:
         raise RecordError(f"{source}: multi-segment records ({name}) are not supported")
+    if not (name.isascii() and name.isalnum()) and not _RECORD_NAME_RE.fullmatch(name):
+        raise RecordError(f"{source}: bad record name {name!r} (letters, digits, _ and - "
+                          "only)")
     try:
         n_signals = int(fields[1]) if len(fields) > 1 else 0
     except ValueError:
