@@ -276,3 +276,25 @@ def test_output_under_a_file_is_a_refusal(capsys, record: Path, tmp_path: Path) 
     out = record.with_suffix(".hea") / "o.dcm"
     status, err = convert(capsys, record, "-o", out, "--acquisition-datetime", WHEN)
     assert_refused(status, err, f"cannot write {out}")
+
+
+@pytest.mark.parametrize("count", ["999999999999", "18446744073709551617", "1999"])
+def test_flac_sample_count_is_checked_before_reading(capsys, physionet_dir: Path,
+                                                     tmp_path: Path, count: str) -> None:
+    """FLAC (format 516): the file's own frame count is compared with the header's before
+    wfdb allocates what the header declares."""
+    import wfdb
+
+    mitdb = wfdb.rdrecord(str(physionet_dir / "100"), physical=False, sampto=2000)
+    wfdb.wrsamp("flac", fs=500, units=mitdb.units, sig_name=mitdb.sig_name,
+                d_signal=mitdb.d_signal, fmt=["516", "516"], adc_gain=mitdb.adc_gain,
+                baseline=mitdb.baseline, write_dir=str(tmp_path))
+    base = tmp_path / "flac"
+    header_text = base.with_suffix(".hea").read_text()
+    header_with_record_line(base, f"flac 2 500 {count}")
+    out = tmp_path / "o.dcm"
+    status, err = convert(capsys, base, "-o", out, "--acquisition-datetime", WHEN)
+    assert_refused(status, err, f"holds 2000 frames, the header declares {count}", out)
+    base.with_suffix(".hea").write_text(header_text)  # as written: converts
+    status, err = convert(capsys, base, "-o", out, "--acquisition-datetime", WHEN)
+    assert status == 0, err

@@ -36,6 +36,9 @@ INVALID_SAMPLE: dict[str, int] = {
 }
 """WFDB's "no sample here" value of each format, as ``wfdb`` returns it in ``d_signal``."""
 
+FLAC_FORMATS = frozenset({"508", "516", "524"})
+"""Formats stored as FLAC, whose files say how many frames they hold."""
+
 
 def record_base(path: str | Path) -> Path:
     """The record path without extension; a trailing ``.hea`` (or ``.dat``) is accepted."""
@@ -93,6 +96,8 @@ def _check_signals(header: Header) -> None:
             raise RecordError(f"signal {description!r} has no signal file ('~')")
         if "/" in name or "\\" in name or name in (".", ".."):
             raise RecordError(f"signal file {name!r} is not in the record's directory")
+        if "\0" in name:  # no file system takes it (os.open raises ValueError)
+            raise RecordError(f"signal file name {name!r} holds a NUL character")
 
 
 def _fast_path_applies(header: Header) -> bool:
@@ -160,6 +165,28 @@ def _expected_file_sizes(header: Header) -> dict[str, tuple[int, str]]:
     return sizes
 
 
+def _check_flac_frames(base: Path, header: Header) -> None:
+    """A FLAC file's frame count (its STREAMINFO) must be the header's, checked before wfdb
+    allocates what the header declares (``999999999999`` frames: 3.6 TiB)."""
+    if header.n_samples is None:
+        return
+    per_file: dict[str, list[SignalSpec]] = {}
+    for spec in header.signals:
+        per_file.setdefault(spec.file_name, []).append(spec)
+    for name, specs in per_file.items():
+        if not all(s.fmt in FLAC_FORMATS and s.samples_per_frame == 1 for s in specs):
+            continue
+        import soundfile  # wfdb's FLAC reader; deferred like wfdb
+
+        try:
+            frames = soundfile.info(str(base.with_name(name))).frames
+        except Exception as exc:  # libsndfile's error types vary by version
+            raise RecordError(f"signal file {name} is not FLAC: {exc}") from None
+        if frames != header.n_samples:
+            raise RecordError(f"signal file {name} holds {frames} frames, the header declares "
+                              f"{header.n_samples}")
+
+
 def _read_columns_with_wfdb(base: Path, header: Header) -> list[np.ndarray]:
     """Per-signal digital samples, in header order."""
     for name in dict.fromkeys(s.file_name for s in header.signals):
@@ -170,6 +197,7 @@ def _read_columns_with_wfdb(base: Path, header: Header) -> list[np.ndarray]:
         actual = base.with_name(name).stat().st_size
         if actual != expected:
             raise _size_mismatch(name, actual, expected, what)
+    _check_flac_frames(base, header)
 
     import wfdb  # deferred: costs ~0.3 s to import and the fast path never needs it
 
