@@ -298,3 +298,12 @@ def test_flac_sample_count_is_checked_before_reading(capsys, physionet_dir: Path
     base.with_suffix(".hea").write_text(header_text)  # as written: converts
     status, err = convert(capsys, base, "-o", out, "--acquisition-datetime", WHEN)
     assert status == 0, err
+
+
+def test_signal_file_name_with_nul_is_refused(capsys, record: Path, tmp_path: Path) -> None:
+    """Found by test_convert_properties: the output check met the name first (exit 3)."""
+    hea = record.with_suffix(".hea")
+    hea.write_text(hea.read_text().replace("test01_00s.dat", "\x00", 1))
+    out = tmp_path / "o.dcm"
+    status, err = convert(capsys, record, "-o", out, "--acquisition-datetime", WHEN)
+    assert_refused(status, err, "holds a NUL character", out)

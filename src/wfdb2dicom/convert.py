@@ -187,9 +187,9 @@ def convert_record(
     directory), raise :class:`~wfdb2dicom.errors.OutputError` naming the path, and leave
     neither a file nor a directory made for it. ``opener`` opens the record's files.
     """
-    _refuse_input_as_output(out_path, [*record_files(record_path, opener), *inputs])
     parts = convert_to_parts(record_path, metadata, study_id=study_id, options=options,
-                             opener=opener)
+                             opener=opener)  # first: it refuses a header that names no file
+    _refuse_input_as_output(out_path, [*record_files(record_path, opener), *inputs])
     try:
         write_atomic(out_path, parts)
     except OSError as exc:
