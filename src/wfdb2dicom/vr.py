@@ -58,8 +58,10 @@ def checked_text(value: str, vr: str, attribute: str, source: str) -> str:
     Control characters become spaces; a value too long in bytes, or a backslash in a
     multi-valued VR, raises :class:`~wfdb2dicom.errors.MetadataError` naming ``source``.
     """
-    value = clean_controls(value, vr)
     limit = MAX_BYTES[vr]
+    if value.isalnum() and value.isascii() and len(value) <= limit:
+        return value  # MIMIC's ids (per record): no control, no backslash, a byte each
+    value = clean_controls(value, vr)
     if (length := encoded_length(value)) > limit:
         raise MetadataError(f"{source} {_shown(value)} is longer than {attribute} ({vr}) "
                             f"allows: {length} bytes in UTF-8, at most {limit}")
