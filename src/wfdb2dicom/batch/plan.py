@@ -23,7 +23,8 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 
-from ..arrays import StringColumn, positions
+from ..arrays import StringColumn, positions, text_scalar
+from ..errors import one_line
 from ..metadata import normalise_study_id
 from . import BatchError
 from .ledger import Ledger
@@ -271,12 +272,20 @@ def build_plan(
         for row, sid, first, owner in zip(shared.tolist(), sids, owner_rows.tolist(),
                                           owner_sids, strict=True):
             if sid != owner:
-                row_errors[row] = (
+                row_errors[row] = one_line(
                     f"DuplicateOutput: {rows.paths[row].as_py()}.dcm already belongs to "
                     f"study_id {owner} (row {first + 1}); this row's study_id {sid} is "
                     "not converted"
                 )
                 row_task[row] = -1
+    _refuse_duplicate_studies(rows, row_task, task_first_row, row_errors)
+    used = np.zeros(n_tasks, dtype=bool)
+    used[row_task[row_task >= 0]] = True
+    if not used.all():  # tasks refused whole: renumber the rest, still in input order
+        renumber = np.cumsum(used) - 1
+        row_task = np.where(row_task >= 0, renumber[np.maximum(row_task, 0)], -1)
+        task_first_row = task_first_row[used]
+        n_tasks = len(task_first_row)
     task_n_rows = np.bincount(row_task[row_task >= 0], minlength=n_tasks)
     if rows.n_rows < 2**31:  # half the memory for 800,000 rows; positions fit in 32 bits
         row_task, task_first_row, task_n_rows = (
@@ -289,6 +298,61 @@ def build_plan(
     if verify_existing:
         done[:] = False
     return Plan(rows, row_task, task_first_row, task_n_rows, row_errors, done, verify)
+
+
+def study_keys(study_ids: list[str], paths: list[str]) -> list[str]:
+    """The key each study's UIDs are derived from: its normalised study_id, or the record's
+    name where the study_id is empty (as :func:`wfdb2dicom.convert.convert_many_to_parts`
+    does)."""
+    return [sid or normalise_study_id(path.rpartition("/")[2])
+            for sid, path in zip(study_ids, paths, strict=True)]
+
+
+def _refuse_duplicate_studies(rows: InputRows, row_task: np.ndarray,
+                              task_first_row: np.ndarray, row_errors: dict[int, str]) -> None:
+    """A task whose study key an earlier task (another record) already has is refused,
+    every row of it: UIDs derive from the study key, so two records would share a Study,
+    Series and SOP Instance UID. Decided in input order from the input alone, so the
+    outcome never depends on what earlier runs did.
+
+    One dictionary encoding of the tasks' study_ids (Arrow, in C), then ``np.unique``: no
+    Python work per row unless a study_id is empty (keyed by its record's name instead).
+    """
+    n_tasks = len(task_first_row)
+    if n_tasks < 2:
+        return
+    sids = rows.study_ids.take(positions(task_first_row)).combine_chunks()
+    encoded = sids.dictionary_encode()
+    indices = encoded.indices  # int32, no nulls (study_ids never are); read from its buffer:
+    codes = np.frombuffer(indices.buffers()[1], np.int32, len(indices),  # to_numpy would
+                          indices.offset * 4).astype(np.int64)  # import pandas
+    if encoded.dictionary.index(text_scalar("")).as_py() >= 0:  # rare: key by record name
+        keys = study_keys(sids.to_pylist(), take(rows.paths, task_first_row))
+        numbers: dict[str, int] = {}
+        codes = np.fromiter((numbers.setdefault(key, len(numbers)) for key in keys),
+                            np.int64, n_tasks)
+    _, first = np.unique(codes, return_index=True)
+    owner = np.empty(int(codes.max()) + 1, dtype=np.int64)
+    owner[codes[first]] = first
+    owner_task = owner[codes]
+    repeated = np.flatnonzero(owner_task != np.arange(n_tasks))
+    if not len(repeated):
+        return
+    paths = take(rows.paths, task_first_row[repeated])
+    owner_paths = take(rows.paths, task_first_row[owner_task[repeated]])
+    keys = study_keys(take(rows.study_ids, task_first_row[repeated]), paths)
+    errors: dict[int, str] = {}
+    for task, path, owner_path, owner_of, key in zip(
+            repeated.tolist(), paths, owner_paths, owner_task[repeated].tolist(), keys,
+            strict=True):
+        errors[task] = one_line(
+            f"DuplicateStudy: study {key} already belongs to record {owner_path} (row "
+            f"{int(task_first_row[owner_of]) + 1}); this row's record {path} is not converted "
+            "(two records would share the study's UIDs)")
+    refused_rows = np.flatnonzero(np.isin(row_task, repeated))
+    for row, task in zip(refused_rows.tolist(), row_task[refused_rows].tolist(), strict=True):
+        row_errors[row] = errors[task]
+    row_task[refused_rows] = -1
 
 
 def _done_tasks(
