@@ -249,6 +249,7 @@ def test_paths_escaping_the_roots_are_refused(tmp_path: Path) -> None:
     before = sorted(p.relative_to(outside) for p in outside.rglob("*"))
 
     sid = good.rsplit("/", 1)[1]
+    other = [rel.rsplit("/", 1)[1] for rel in corpus.good[2:4]]  # studies not listed
     linked = corpus.root / "files" / "linked"  # a real header, its .dat a link leading out
     linked.mkdir()
     shutil.copy(corpus.root / f"{good}.hea", linked / f"{sid}.hea")
@@ -258,9 +259,9 @@ def test_paths_escaping_the_roots_are_refused(tmp_path: Path) -> None:
         w = csv.writer(handle)
         w.writerow(["study_id", "path"])
         w.writerows([[sid, good], [sid, "../outside/rec/x"], [sid, str(outside / "rec" / "x")],
-                     ["1", "files/escape/x"], [out_escape.rsplit("/", 1)[1], out_escape],
-                     ["2", f"files/linked/{sid}"]])  # other studies: no DuplicateStudy
-    args = command(corpus, work, metadata=False)  # studies 1 and 2 have no metadata
+                     [other[0], "files/escape/x"], [out_escape.rsplit("/", 1)[1], out_escape],
+                     [other[1], f"files/linked/{sid}"]])  # other studies: no DuplicateStudy
+    args = command(corpus, work)
     args[args.index("--input_csv") + 1] = str(listing)
     proc = run(args)
     assert proc.returncode == 0

@@ -17,7 +17,6 @@ import os
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -29,12 +28,10 @@ from ..metadata import normalise_study_id
 from . import BatchError
 from .ledger import Ledger
 from .paths import Layout, UnsafePath, is_nonempty_file, normalise_record_path
+from .runcsv import RunCsv
 
 BLOCK = 65536
 """Rows turned into Arrow arrays (or Python lists) at a time."""
-
-_SEED_NO_ERROR = frozenset(("", "NA", "nan", "NaN", "None", "<NA>"))
-"""What pandas (the seed's writer) may have put in an error cell that holds no error."""
 
 
 def open_csv(path: str | os.PathLike[str]) -> tuple[Any, list[str], IO[str]]:
@@ -427,39 +424,37 @@ def adopt_seed_output(
 ) -> Iterator[list[tuple[str, str, int, None]]]:
     """Ledger entries for the rows an earlier output CSV (e.g. the seed's) reports converted.
 
-    A row counts as done when it has a ``dcm_path``, no error, and that file is where this
-    run would write it and is not empty. Yields batches; a CSV without the columns yields
-    nothing.
+    A row counts as done when :class:`~wfdb2dicom.batch.runcsv.RunCsv` reads it as
+    converted, its ``dcm_path`` is the file this run would write, and that file is not
+    empty. Yields batches; a CSV that is unreadable or lacks the columns yields nothing
+    more (the run then converts those rows again).
     """
-    path = Path(output_csv)
+    run = RunCsv(output_csv, study_id_col=study_id_col, path_col=path_col,
+                 dcm_path_col=dcm_path_col, error_col=error_col)
+    batch: list[tuple[str, str, int, None]] = []
     try:
-        reader, header, handle = open_csv(path)
-    except BatchError:
-        return
-    with handle:
-        try:
-            at = [header.index(c) for c in (study_id_col, path_col, dcm_path_col, error_col)]
-        except ValueError:
-            return
-        width = max(at) + 1
-        batch: list[tuple[str, str, int, None]] = []
-        for row in iter_rows(reader, path):
-            if len(row) < width:
-                continue
-            sid, raw_path, dcm, error = (row[i] for i in at)
-            dcm = dcm.strip().replace("\\", "/")
-            if not dcm or dcm in _SEED_NO_ERROR or error.strip() not in _SEED_NO_ERROR:
-                continue
+        for row in run.iter_objects():
             try:
-                rel = normalise_record_path(raw_path)
+                rel = normalise_record_path(row.record_path)
             except UnsafePath:
                 continue
-            if not (dcm == f"{rel}.dcm" or dcm.endswith(f"/{rel}.dcm")):
+            target = layout.output_path(rel)
+            if not is_nonempty_file(target) or not _same_path(row.file, target):
                 continue  # written somewhere else than this run would write it
-            if is_nonempty_file(layout.output_path(rel)):
-                batch.append((rel, normalise_study_id(sid), 1, None))
-                if len(batch) == BLOCK:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
+            batch.append((rel, normalise_study_id(row.study_id), 1, None))
+            if len(batch) == BLOCK:
+                yield batch
+                batch = []
+    except BatchError:
+        pass
+    if batch:
+        yield batch
+
+
+def _same_path(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
