@@ -347,19 +347,23 @@ def _fork_server_of(pid: int) -> bool:
 ])
 def test_a_signal_early_in_a_run_ends_it_with_one_line(tmp_path: Path, signum: int,
                                                        status: int, word: str) -> None:
+    """Moments are counted from when the run's own code holds its ledger, and from when its
+    fork server starts (importing what workers need): before that, Python itself is still
+    starting, and a signal there is the interpreter's to report."""
     corpus = generate_corpus(tmp_path / "mimic", 150, seed=43, broken=False)
-    for when in (0.15, 0.3, "fork server starting", 0.6, 1.0):
-        work = tmp_path / f"after-{when}"
+    for when in (("ledger locked", 0.0), ("ledger locked", 0.1), ("fork server", 0.0),
+                 ("fork server", 0.15), ("fork server", 0.4)):
+        work = tmp_path / f"after-{when[0]}-{when[1]}"
+        lock = work / "out.csv.ledger.sqlite.lock"
         proc = subprocess.Popen(command(corpus, work), start_new_session=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            if isinstance(when, float):
-                time.sleep(when)
-            else:
-                deadline = time.monotonic() + 60
-                while not _fork_server_of(proc.pid):
-                    assert time.monotonic() < deadline and proc.poll() is None
-                    time.sleep(0.001)
+            deadline = time.monotonic() + 60
+            while not (lock.exists() if when[0] == "ledger locked" else
+                       _fork_server_of(proc.pid)):
+                assert time.monotonic() < deadline and proc.poll() is None, when
+                time.sleep(0.001)
+            time.sleep(when[1])
             os.killpg(proc.pid, signum)  # the whole group, as a terminal's Ctrl-C does
             _, err = proc.communicate(timeout=60)
         finally:

@@ -86,14 +86,22 @@ still importing ``preload`` (the first ~0.3 s) printed a KeyboardInterrupt trace
 
 
 @contextmanager
-def parents_signals_held() -> Iterator[None]:
-    """Block :data:`PARENTS_SIGNALS` while a child process starts, as multiprocessing's own
-    resource tracker does: the child inherits the mask and ignores them before unblocking
-    (workers, :func:`_worker_main`; the fork server sets SIGINT to ignored and keeps SIGTERM
-    blocked). A signal that arrives meanwhile reaches the parent once unblocked."""
+def parents_signals_held(method: str | None) -> Iterator[None]:
+    """Block :data:`PARENTS_SIGNALS` while a child process starts (start ``method``): the
+    child inherits the mask and ignores them before unblocking (workers,
+    :func:`_worker_main`; the fork server sets SIGINT to ignored and keeps SIGTERM blocked).
+    A signal that arrives meanwhile reaches the parent once unblocked.
+
+    multiprocessing's resource tracker, which ``spawn`` and ``forkserver`` start on first
+    use, *unblocks* these signals after starting itself: it is started first, outside.
+    """
     if not hasattr(signal, "pthread_sigmask"):  # Windows: no process groups to share
         yield
         return
+    if method != "fork":
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, PARENTS_SIGNALS)
     try:
         yield
@@ -111,7 +119,7 @@ def start_fork_server(preload: Sequence[str] = ()) -> None:
     ctx.set_forkserver_preload(list(preload))
     from multiprocessing import forkserver
 
-    with parents_signals_held():
+    with parents_signals_held("forkserver"):
         forkserver.ensure_running()
 
 
@@ -274,7 +282,7 @@ class WorkerPool:
             name=f"wfdb2dicom-worker-{index}",
             daemon=True,
         )
-        with parents_signals_held():
+        with parents_signals_held(self._ctx.get_start_method()):
             process.start()
         child_end.close()  # the worker holds its own end; ours must go for EOF to work
         return _Worker(index, process, parent_end)
