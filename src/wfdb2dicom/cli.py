@@ -42,6 +42,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="wfdb2dicom",
         description="Convert WFDB ECG records (MIMIC-IV-ECG and others) to DICOM ECG waveform "
         "objects, losslessly and reproducibly.",
+        epilog="exit status: 0 ok; 1 some rows or objects failed; 2 nothing started (bad "
+        "arguments, a refused input); 3 internal error (a bug); 4 a batch stopped part-way by "
+        "an I/O error (run it again to resume); 130 SIGINT; 143 SIGTERM. Each command's "
+        "--help says which apply.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
