@@ -38,7 +38,7 @@ from ..atomic import run_tag, sweep_temps, sync_directory, sync_file, sync_files
 from . import BatchError, RunStopped, outcomes
 from .ledger import Entry, Ledger, ledger_files, ledger_path
 from .outcomes import MISSING_METADATA, Result, internal_error
-from .paths import Layout
+from .paths import Layout, is_inside
 from .plan import Plan, adopt_seed_output, build_plan, read_input
 from .report import (
     CONVERTED,
@@ -124,11 +124,6 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
-def _inside(path: Path, root: Path) -> bool:
-    real, top = os.path.realpath(path), os.path.realpath(root)
-    return os.path.commonpath([real, top]) == top
-
-
 def check_outputs_are_not_inputs(config: BatchConfig) -> None:
     """Refuse a run that would write over one of its own inputs: an output CSV, error log
     or ledger file that is the input CSV or the metadata table (the error log appended to
@@ -148,7 +143,8 @@ def check_outputs_are_not_inputs(config: BatchConfig) -> None:
         raise BatchError(f"--error_log {config.error_log_path} is --output_csv; choose "
                          "another path")
     for in_flag, source in inputs:
-        if source.suffix.lower() == ".dcm" and _inside(source, config.dcm_dir):
+        if source.suffix.lower() == ".dcm" and is_inside(os.path.realpath(source),
+                                                         os.path.realpath(config.dcm_dir)):
             raise BatchError(f"{in_flag} {source} is inside --dcm_dir {config.dcm_dir}, "
                              "where the run writes .dcm files; move it or choose another "
                              "--dcm_dir")
