@@ -12,9 +12,10 @@ The order of things is what makes a run safe to kill at any moment:
 4. start the fork server (workers forked from it never carry the plan or the table) and
    load the metadata table while it imports what workers need; start the workers;
 5. commit the run's header (``state=running``); hand out chunks; at every ``--checkpoint``
-   rows, append the new error-log lines, sync the files converted since the last checkpoint
-   and the log (one ``syncfs``), then commit results + log size in one transaction
-   (``synchronous=FULL``): a row the ledger calls done has a file that survives a power cut;
+   rows, append the new error-log lines (synced), sync the files converted since the last
+   checkpoint (one ``syncfs``, in a thread while work goes on), then commit results + log
+   size in one transaction (``synchronous=FULL``): a row the ledger calls done has a file
+   that survives a power cut;
 6. commit the end (``state=finished``); render the output CSV once, atomically; summarise.
 
 Whatever a kill interrupts, the next run redoes exactly the rows the ledger lacks; the
@@ -26,8 +27,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -246,6 +249,8 @@ class Run:
         """This run's identity in temporary names."""
         self.unsynced: list[str] = []
         """Record paths converted since the last checkpoint (for the fallback sync)."""
+        self.pending: SyncThenCommit | None = None
+        """The last checkpoint, while its files are synced."""
 
     # -- phases -------------------------------------------------------------------------
 
@@ -286,7 +291,7 @@ class Run:
                 try:
                     self._drive(pool, todo, chunk, table)
                 except BaseException:
-                    self.checkpoint()  # keep what workers reported; the next run redoes the rest
+                    self.checkpoint(wait=True)  # keep what workers reported; the rest is redone
                     raise
                 finally:
                     self.bar.close()
@@ -304,7 +309,7 @@ class Run:
 
     def finish(self) -> None:
         """The last checkpoint, marking the run finished; then the output CSV."""
-        self.checkpoint(state="finished")
+        self.checkpoint(state="finished", wait=True)
         try:
             write_output_csv(
                 self.plan, self.status, self.ledger, self.layout,
@@ -338,6 +343,7 @@ class Run:
             if exhausted and pool.idle:
                 break
             self._record(pool.poll(POLL_SECONDS))
+            self.settle(wait=False)
 
     def _chunks(self, todo: np.ndarray, size: int, table: Any):
         """Tasks in chunks, metadata joined in bulk; studies without metadata fail here."""
@@ -390,19 +396,42 @@ class Run:
             if self.config.checkpoint and self.since_checkpoint >= self.config.checkpoint:
                 self.checkpoint()
 
-    def checkpoint(self, state: str | None = None) -> None:
-        """Append the new log lines, sync them and the files converted since the last
-        checkpoint, then commit them with the results (one transaction)."""
+    def checkpoint(self, state: str | None = None, *, wait: bool = False) -> None:
+        """Append the new log lines (synced), sync the files converted since the last
+        checkpoint, then commit them with the results (one transaction).
+
+        The files are synced in a thread (:class:`SyncThenCommit`) while the parent goes on
+        handing out work; the commit follows when the sync is done (:meth:`settle`), and
+        before the next checkpoint's. ``wait``: commit before returning (the run's end, an
+        interruption).
+        """
         text = "".join(self.log_lines)
         size = self.log.append(text) if text else None
-        if self.unsynced and self.config.sync:
-            self.sync_outputs()
-        self.ledger.commit(self.entries, log_path=self.log.key, log_text=text, log_size=size,
-                           state=state)
-        self.entries, self.log_lines, self.since_checkpoint = [], [], 0
-        self.unsynced = []
+        entries, converted = self.entries, self.unsynced
+        self.entries, self.log_lines, self.since_checkpoint, self.unsynced = [], [], 0, []
 
-    def sync_outputs(self) -> None:
+        def commit() -> None:
+            self.ledger.commit(entries, log_path=self.log.key, log_text=text, log_size=size,
+                               state=state)
+
+        self.settle(wait=True)  # commits stay in order
+        if converted and self.config.sync:
+            self.pending = SyncThenCommit(lambda: self.sync_outputs(converted), commit)
+            if wait:
+                self.settle(wait=True)
+        else:
+            commit()
+
+    def settle(self, *, wait: bool) -> None:
+        """Commit the checkpoint whose files were being synced, if the sync is done
+        (``wait``: once it is)."""
+        pending = self.pending
+        if pending is None or not (wait or pending.done()):
+            return
+        self.pending = None
+        pending.finish()
+
+    def sync_outputs(self, records: list[str]) -> None:
         """Make the files converted since the last checkpoint durable, and their directories.
 
         One ``syncfs`` of ``--dcm_dir``'s file system where Linux has it: workers write
@@ -415,7 +444,7 @@ class Run:
                 return
             root = self.layout.dcm_root
             directories = {root}
-            for rel in self.unsynced:
+            for rel in records:
                 path = self.layout.output_path(rel)
                 sync_file(path)
                 folder = os.path.dirname(path)
@@ -427,6 +456,39 @@ class Run:
         except OSError as exc:
             raise RunStopped(getattr(exc, "filename", None) or self.layout.dcm_root,
                              exc) from None
+
+
+class SyncThenCommit:
+    """A checkpoint whose files a thread syncs, then committed by the parent's thread.
+
+    ``syncfs`` waits for the disk (milliseconds to seconds per checkpoint) and releases
+    the GIL: in a thread, the parent keeps its workers fed meanwhile, and the order that
+    makes rows durable (synced, then committed) holds. The ledger's connection stays in the
+    parent's thread.
+    """
+
+    def __init__(self, sync: Callable[[], None], commit: Callable[[], None]) -> None:
+        self._commit = commit
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._sync, args=(sync,), daemon=True,
+                                        name="wfdb2dicom-sync")
+        self._thread.start()
+
+    def _sync(self, sync: Callable[[], None]) -> None:
+        try:
+            sync()
+        except BaseException as exc:  # raised again in the parent's thread, by finish
+            self._error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def finish(self) -> None:
+        """Wait for the sync, then commit (or raise what stopped the sync)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self._commit()
 
 
 def _progress_bar(total: int, enabled: bool | None, stream: TextIO) -> Any:
