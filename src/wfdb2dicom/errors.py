@@ -85,3 +85,8 @@ def raise_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
     except (AttributeError, ValueError):  # no SIGTERM, or not the main thread
         pass
+
+
+class OutputError(ConversionError):
+    """The output cannot go where asked: the path is one of the conversion's own inputs, or
+    the file system refuses the write (full disk, read-only, no permission)."""
