@@ -318,13 +318,19 @@ def _refuse_duplicate_studies(rows: InputRows, row_task: np.ndarray,
     n_tasks = len(task_first_row)
     if n_tasks < 2:
         return
-    sids = rows.study_ids.take(positions(task_first_row)).combine_chunks()
-    encoded = sids.dictionary_encode()
-    indices = encoded.indices  # int32, no nulls (study_ids never are); read from its buffer:
-    codes = np.frombuffer(indices.buffers()[1], np.int32, len(indices),  # to_numpy would
-                          indices.offset * 4).astype(np.int64)  # import pandas
-    if encoded.dictionary.index(text_scalar("")).as_py() >= 0:  # rare: key by record name
-        keys = study_keys(sids.to_pylist(), take(rows.paths, task_first_row))
+    # Every row's study_id encoded at once: the chunks share one dictionary (one hash table
+    # across chunks), so no take of the tasks' rows is needed first (~0.1 s at 800,000).
+    encoded = rows.study_ids.dictionary_encode()
+    dictionary = encoded.chunk(encoded.num_chunks - 1).dictionary
+    if any(len(chunk.dictionary) != len(dictionary) for chunk in encoded.chunks):
+        encoded = pa.chunked_array([rows.study_ids.combine_chunks().dictionary_encode()])
+        dictionary = encoded.chunk(0).dictionary  # (an Arrow without the shared table)
+    codes = np.concatenate([  # int32, no nulls; from the buffers: to_numpy imports pandas
+        np.frombuffer(chunk.indices.buffers()[1], np.int32, len(chunk), chunk.offset * 4)
+        for chunk in encoded.chunks])[task_first_row].astype(np.int64)
+    if dictionary.index(text_scalar("")).as_py() >= 0:  # rare: key by record name
+        keys = study_keys(take(rows.study_ids, task_first_row),
+                          take(rows.paths, task_first_row))
         numbers: dict[str, int] = {}
         codes = np.fromiter((numbers.setdefault(key, len(numbers)) for key in keys),
                             np.int64, n_tasks)
