@@ -176,11 +176,16 @@ def acquisition_time(
 
 
 def check_ecg_signals(record: EcgRecord) -> None:
-    """Refuse records whose signals are not ECG voltages."""
+    """Refuse records whose signals are not ECG voltages, or need more than 16 bits (the
+    reader gives those as int32; only an ``SL`` object could hold them)."""
     for group in record.groups:
         problem = _non_ecg_signal(group.channels)
         if problem:
             raise UnsupportedRecord(problem)
+        if group.samples.dtype.itemsize > 2:
+            raise UnsupportedRecord(
+                "samples exceed the 16-bit range of DICOM ECG waveforms (format "
+                f"{group.channels[0].fmt})")
 
 
 @identity_cache()
