@@ -12,7 +12,7 @@ import wfdb
 from wfdb2dicom import reader
 from wfdb2dicom.errors import RecordError, UnsupportedRecord
 from wfdb2dicom.formats import FORMATS
-from wfdb2dicom.header import read_header
+from wfdb2dicom.header import Header, read_any_header, read_header
 from wfdb2dicom.reader import read_record, read_segments
 
 PHYSIONET_RECORDS = ["100", "3000003_0003", "s0010_re", "test01_00s"]
@@ -207,6 +207,22 @@ def test_every_shared_record_equals_wfdb(hea: Path) -> None:
         for name, spf, column in zip(expected.sig_name, expected.samps_per_frame,
                                      expected.e_d_signal, strict=True):
             np.testing.assert_array_equal(by_name[name, expected.fs * spf], column, name)
+
+
+def _fmt16_single_file(hea: Path) -> bool:
+    header = read_any_header(hea)
+    return isinstance(header, Header) and reader._fast_path_applies(header)
+
+
+@pytest.mark.parametrize("hea", [h for h in SHARED_RECORDS if _fmt16_single_file(h)],
+                         ids=lambda h: h.stem)
+def test_fast_path_equals_wfdb_path_on_shared_records(hea: Path) -> None:
+    """Single-file format-16 records of the shared data: both paths, identical samples."""
+    base = hea.with_suffix("")
+    header = read_header(hea)
+    fast = reader._read_fmt16_single_file(str(base), header)
+    slow = np.stack(reader._read_columns_with_wfdb(base, header), axis=1)
+    np.testing.assert_array_equal(fast, slow)
 
 
 def test_segment_start_times_follow_the_master_header(physionet_dir: Path) -> None:
