@@ -237,15 +237,19 @@ def test_segment_start_times_follow_the_master_header(physionet_dir: Path) -> No
     assert len(segments[-1].record.groups[0].channels) == 3  # this segment adds ABP
 
 
-def test_segments_are_read_lazily(physionet_dir: Path, monkeypatch) -> None:
-    """Only the segment asked for is in memory: samples are read as each is taken."""
-    reads = []
-    original = reader._read_columns_with_wfdb
-    monkeypatch.setattr(reader, "_read_columns_with_wfdb",
-                        lambda *a: reads.append(a[0].name) or original(*a))
-    segments = read_segments(physionet_dir / "wfdb-python/multi-segment/041s/041s")
-    assert next(segments).record.name == "041s01" and reads == ["041s01"]
-    assert next(segments).record.name == "041s02" and reads == ["041s01", "041s02"]
+def test_segments_are_read_lazily(tmp_path: Path, physionet_dir: Path) -> None:
+    """A segment's samples are read when it is taken: the first comes out whole although
+    the second's samples are corrupt, which shows only when the second is taken."""
+    for path in (physionet_dir / "wfdb-python/multi-segment/041s").iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    dat = tmp_path / "041s02.dat"
+    data = bytearray(dat.read_bytes())
+    data[100] ^= 0x01
+    dat.write_bytes(bytes(data))
+    segments = read_segments(tmp_path / "041s")
+    assert next(segments).record.name == "041s01"
+    with pytest.raises(RecordError, match="checksum mismatch"):
+        next(segments)
 
 
 def test_missing_segment_refused_naming_it(physionet_dir: Path) -> None:
@@ -260,6 +264,20 @@ def test_missing_segment_signal_file_refused_before_any_segment(tmp_path: Path,
         shutil.copy(path, tmp_path / path.name)
     (tmp_path / "041s02.dat").unlink()
     with pytest.raises(RecordError, match="missing signal file 041s02.dat"):
+        next(read_segments(tmp_path / "041s"))
+
+
+@pytest.mark.parametrize(("old", "new", "reason"), [
+    ("041s01 7 125 1000", "041s01 7 250 1000", "runs at 250 frames/s, the record at 125"),
+    ("041s01 7 125 1000", "041s01 7 125 999", "has 999 frames, the record header says 1000"),
+])
+def test_segment_disagreeing_with_master_refused(tmp_path: Path, physionet_dir: Path,
+                                                 old: str, new: str, reason: str) -> None:
+    for path in (physionet_dir / "wfdb-python/multi-segment/041s").iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    hea = tmp_path / "041s01.hea"
+    hea.write_text(hea.read_text().replace(old, new))
+    with pytest.raises(RecordError, match=reason):
         next(read_segments(tmp_path / "041s"))
 
 
