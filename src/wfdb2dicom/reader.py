@@ -115,9 +115,6 @@ def _plan_segments(directory: str, header: MultiSegmentHeader, opener: Opener | 
 
 def _read_single_segment(base: str, header: Header, verify_checksums: bool,
                          opener: Opener | None) -> EcgRecord:
-    if set(header.file_names) == {"~"} and not header.n_samples:
-        raise RecordError(f"{header.record_name} is a layout header: it lists the signals of a "
-                          f"multi-segment record and holds no samples")
     _check_signals(header)
     if _fast_path_applies(header):
         samples = _read_fmt16_single_file(base, header, opener)
@@ -151,6 +148,10 @@ def _check_signals(header: Header) -> None:
     """Every signal file must be a plain name in the record's directory (checked once each)."""
     for name in dict.fromkeys(header.file_names):  # one name for all of MIMIC's signals
         if name == "~":
+            if set(header.file_names) == {"~"} and not header.n_samples:
+                raise RecordError(
+                    f"{header.record_name} is a layout header: it lists the signals of a "
+                    f"multi-segment record and holds no samples")
             description = header.layout.common[header.file_names.index(name)][10]
             raise RecordError(f"signal {description!r} has no signal file ('~')")
         if "/" in name or "\\" in name or name in (".", ".."):
