@@ -36,7 +36,8 @@ def test_fast_path_equals_wfdb_path(demo_corpus) -> None:
         header = read_header(base.with_suffix(".hea"))
         assert reader._fast_path_applies(header)
         fast = reader._read_fmt16_single_file(base, header)
-        slow = np.stack(reader._read_columns_with_wfdb(base, header), axis=1)
+        (slow_group,) = reader._read_groups_with_wfdb(base, header, True)
+        slow = slow_group.samples
         np.testing.assert_array_equal(fast, slow)
         assert fast.dtype == np.dtype("<i2")
 
@@ -221,8 +222,25 @@ def test_fast_path_equals_wfdb_path_on_shared_records(hea: Path) -> None:
     base = hea.with_suffix("")
     header = read_header(hea)
     fast = reader._read_fmt16_single_file(str(base), header)
-    slow = np.stack(reader._read_columns_with_wfdb(base, header), axis=1)
-    np.testing.assert_array_equal(fast, slow)
+    (slow_group,) = reader._read_groups_with_wfdb(base, header, True)
+    np.testing.assert_array_equal(fast, slow_group.samples)
+
+
+@pytest.mark.parametrize(("rel", "chunk"), [
+    ("100", 99_991), ("wfdb-python/mixedsignals", 99_991), ("wfdb-python/flacformats", 997),
+    ("wfdb-python/multi-segment/041s/041s01", 997), ("wfdb-python/311derive_3", 997),
+    ("wfdb-python/test_generator_2", 99_991),
+])
+def test_chunked_read_equals_one_read(physionet_dir: Path, rel: str, chunk: int) -> None:
+    """Chunks that do not divide the record give the same groups as one read."""
+    base = physionet_dir / rel
+    header = read_header(base.with_suffix(".hea"))
+    whole = reader._read_groups_with_wfdb(base, header, True, chunk_samples=1 << 40)
+    chunked = reader._read_groups_with_wfdb(base, header, True, chunk_samples=chunk)
+    assert len(whole) == len(chunked)
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.bits_stored == b.bits_stored and a.samples.dtype == b.samples.dtype
+        np.testing.assert_array_equal(a.samples, b.samples)
 
 
 def test_segment_start_times_follow_the_master_header(physionet_dir: Path) -> None:
@@ -393,6 +411,9 @@ def test_unequal_skews_shift_each_signal(tmp_path: Path) -> None:
     when they are equal.)"""
     base = _skewed_record(tmp_path, [0, 4, 7])
     (group,) = read_record(base).groups
+    (chunked,) = reader._read_groups_with_wfdb(base, read_header(base.with_suffix(".hea")),
+                                               True, chunk_samples=100)
+    np.testing.assert_array_equal(chunked.samples, group.samples)
     stored = wfdb.rdrecord(str(base), physical=False, ignore_skew=True).d_signal
     for position, skew in enumerate([0, 4, 7]):
         np.testing.assert_array_equal(group.samples[:300 - skew, position], stored[skew:, position])
