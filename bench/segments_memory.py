@@ -172,7 +172,9 @@ def main() -> int:
                 failed = True
             elif mb >= BOUND_MB:
                 failed = True
-            print(f"{label:16} peak RSS {mb:7.1f} MB  {seconds:6.1f} s  {verdict}")
+            objects = sum(line.endswith(".dcm") for line in result.stderr.splitlines())
+            made = f"  {objects} objects" if objects else ""
+            print(f"{label:16} peak RSS {mb:7.1f} MB  {seconds:6.1f} s  {verdict}{made}")
         return 1 if failed else 0
     finally:
         if not options.keep and options.dir is None:
