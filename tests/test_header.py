@@ -133,6 +133,7 @@ def test_skew_is_parsed() -> None:
         ("r/x 1 125 10\n", "bad segment count"),
         ("r/0 1 125 10\n", "no segments"),
         ("r/2 1 125 10\ns1 5\n", "declares 2 segments but 1"),
+        ("r/1 1 125 10\ns1 5\ns2 5\n", "declares 1 segments but 2"),
         ("r/1 1 125 10\ns1 five\n", "bad segment line"),
         ("r/1 1 125 10\ns1 -5\n", "bad segment line"),
     ],
