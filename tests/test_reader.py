@@ -121,6 +121,13 @@ def test_signal_file_outside_record_dir(record_copy: Path) -> None:
     assert_refused(record_copy, "not in the record's directory")
 
 
+def test_signal_file_name_with_nul(record_copy: Path) -> None:
+    """Found by tests/test_convert_properties.py: os.open raised ValueError (exit 3)."""
+    hea = record_copy.with_suffix(".hea")
+    hea.write_text(hea.read_text().replace("test01_00s.dat", "test01\x00.dat", 1))
+    assert_refused(record_copy, "holds a NUL character")
+
+
 @pytest.mark.parametrize("shape", [(5000, 12), (4001, 3), (997, 2), (650000, 2), (1, 1)])
 def test_column_sums_match_numpy_mod_16_bits(shape) -> None:
     samples = np.random.default_rng(1).integers(-32768, 32768, shape).astype("<i2")
@@ -479,3 +486,14 @@ def test_skewed_format_8_is_refused(tmp_path: Path) -> None:
     hea.write_text(hea.read_text().replace(" 8 200/mV", " 8:2 200/mV"))
     with pytest.raises(UnsupportedRecord, match="no invalid value"):
         read_record(base)
+
+
+def test_flac_frames_checked_with_several_samples_per_frame(tmp_path: Path,
+                                                             physionet_dir: Path) -> None:
+    """mixedsignals_e.dat holds 4 samples per frame of 14400 frames: 57600 FLAC frames."""
+    for path in (physionet_dir / "wfdb-python").glob("mixedsignals*"):
+        shutil.copy(path, tmp_path / path.name)
+    hea = tmp_path / "mixedsignals.hea"
+    hea.write_text(hea.read_text().replace("999.56 14400", "999.56 14399", 1))
+    assert_refused(tmp_path / "mixedsignals",
+                   "mixedsignals_e.dat holds 57600 frames, the header declares 57596")

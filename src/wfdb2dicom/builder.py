@@ -22,12 +22,13 @@ from pydicom.valuerep import format_number_as_ds
 
 from . import __version__
 from .caching import identity_cache
-from .errors import MetadataError, UnsupportedRecord
+from .errors import MetadataError, RecordError, UnsupportedRecord
 from .formats import FORMATS
 from .leads import LeadCode, code_for_label
 from .metadata import StudyMetadata, normalise_study_id
 from .record import Channel, EcgRecord
 from .uids import derive_uid
+from .vr import checked_date, checked_text
 
 IMPLEMENTATION_CLASS_UID = "2.25.196452354624513339813406389735815245373"
 """Fixed for this tool (a name-based UID of 'wfdb2dicom'), so the file meta never varies."""
@@ -132,18 +133,6 @@ def ds_text(value: float) -> str:
     return format_number_as_ds(float(value))
 
 
-def _checked(value: str, attribute: str, vr_max: int, source: str) -> str:
-    """Refuse text that would not survive as one value of a short string VR."""
-    if len(value) > vr_max:
-        raise MetadataError(
-            f"{source} {value!r} is longer than {attribute} allows ({vr_max} characters)"
-        )
-    if "\\" in value:
-        raise MetadataError(f"{source} {value!r} contains a backslash, which would split "
-                            f"{attribute} into several values")
-    return value
-
-
 def _da(moment: dt.datetime) -> str:
     return f"{moment.year:04d}{moment.month:02d}{moment.day:02d}"
 
@@ -164,10 +153,17 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
 def acquisition_time(
     record: EcgRecord, metadata: StudyMetadata | None, options: ConversionOptions
 ) -> dt.datetime:
-    """Header base date+time, else the table's ecg_time, else the user's; never the clock."""
-    for moment in (record.base_datetime, metadata.ecg_time if metadata else None,
-                   options.acquisition_datetime):
+    """Header base date+time, else the table's ecg_time, else the user's; never the clock.
+
+    A year that DICOM dates cannot hold is refused, naming where it came from.
+    """
+    if record.base_datetime is not None:
+        checked_date(record.base_datetime, "header base date", RecordError)
+        return record.base_datetime
+    for moment, source in ((metadata.ecg_time if metadata else None, "ecg_time"),
+                           (options.acquisition_datetime, "--acquisition-datetime")):
         if moment is not None:
+            checked_date(moment, source)
             return moment.replace(tzinfo=None)
     raise MetadataError(
         "no acquisition time: the header has no base date and time and there is no ecg_time "
@@ -310,9 +306,9 @@ def plan_object(
     patient_id = _patient_id(record, metadata, options)
     sex, age = _patient_sex(record.comments), _patient_age(record.comments)
     study_uid = study_uid or derive_uid("study", key, options.uid_root)
-    study_number = _checked(key, "Study ID", 16, "study_id")
+    study_number = checked_text(key, "SH", "Study ID", "study_id")
     series_uid = series_uid or derive_uid("series", key, options.uid_root)
-    station = (_checked(metadata.cart_id, "Station Name", 16, "cart_id")
+    station = (checked_text(metadata.cart_id, "SH", "Station Name", "cart_id")
                if metadata and metadata.cart_id else None)
     attributes = [
         ("SpecificCharacterSet", "ISO_IR 192"),  # SOP Common
@@ -391,10 +387,10 @@ def _patient_id(
     A PACS files objects by Patient ID, so it is never left empty (dciodvfy warns).
     """
     if metadata and metadata.subject_id:
-        return _checked(metadata.subject_id, "Patient ID", 64, "subject_id")
+        return checked_text(metadata.subject_id, "LO", "Patient ID", "subject_id")
     if options.patient_id:
-        return _checked(options.patient_id, "Patient ID", 64, "--patient-id")
-    return _checked(record.name, "Patient ID", 64, "record name")
+        return checked_text(options.patient_id, "LO", "Patient ID", "--patient-id")
+    return checked_text(record.name, "LO", "Patient ID", "record name")
 
 
 def _patient_sex(comments: Sequence[str]) -> str:
@@ -446,8 +442,9 @@ def _channel_layout(
     channel: Channel, filters: tuple[str | None, str | None, str | None]
 ) -> ChannelLayout:
     lead = code_for_label(channel.label)
-    label = (_checked(channel.label, "Channel Label", 16, "signal name") if channel.label
-             else lead.meaning[:16])
+    label = checked_text(channel.label, "SH", "Channel Label", "signal name")
+    if not label.strip():  # no name, or only control characters
+        label = lead.meaning[:16]
     return ChannelLayout(
         label=label,
         source=lead,
@@ -544,10 +541,11 @@ def _measurement_item(name: str, value: float) -> AnnotationItem:
 
 @lru_cache(maxsize=65536)
 def _statement_items(reports: tuple[str, ...]) -> tuple[AnnotationItem, ...]:
-    for statement in reports:
-        if len(statement) > 1024:
-            raise MetadataError(f"report statement of {len(statement)} characters exceeds 1024")
-    return tuple(AnnotationItem(text=statement) for statement in reports)
+    """One item per statement (Unformatted Text Value, ST); a statement of nothing but
+    control characters says nothing and is left out, as an empty cell is."""
+    statements = (checked_text(statement, "ST", "Unformatted Text Value", "report statement")
+                  for statement in reports)
+    return tuple(AnnotationItem(text=text) for text in statements if text.strip())
 
 
 REFERENCED_CHANNELS = [1, 0]

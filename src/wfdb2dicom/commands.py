@@ -77,6 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     from .convert import convert_record
+    from .fileio import open_regular_file
     from .metadata import MetadataTable
 
     options = conversion_options(args)
@@ -87,8 +88,11 @@ def run_convert(args: argparse.Namespace) -> int:
             table = MetadataTable.load(args.metadata)
         for warning in caught:
             print(f"wfdb2dicom convert: warning: {warning.message}", file=sys.stderr)
+    # No timeout guards a single conversion: what is not a regular file (a FIFO would block
+    # forever, /dev/zero never ends) is refused as it is opened.
     out = convert_record(args.record, args.output, table, study_id=args.study_id,
-                         options=options)
+                         options=options, inputs=[args.metadata] if args.metadata else [],
+                         opener=open_regular_file)
     print(out)
     return 0
 

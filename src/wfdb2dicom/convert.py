@@ -7,6 +7,7 @@ changing a line.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,8 +17,9 @@ from pydicom.dataset import Dataset
 from .atomic import write_atomic
 from .builder import ConversionOptions, ObjectPlan, build_dataset, plan_object
 from .encoder import encode_plan_parts
-from .errors import MetadataError
+from .errors import MetadataError, OutputError
 from .fileio import Opener
+from .header import read_header
 from .metadata import MetadataTable, StudyMetadata, normalise_study_id
 from .reader import read_record, record_base
 from .record import EcgRecord
@@ -98,10 +100,12 @@ def convert_to_parts(
     *,
     study_id: str | None = None,
     options: ConversionOptions | None = None,
+    opener: Opener | None = None,
 ) -> list[bytes | memoryview]:
     """:func:`convert_to_bytes` in pieces for :func:`~wfdb2dicom.atomic.write_atomic` (a
-    gathered write)."""
-    (result,) = convert_many_to_parts([(record_path, metadata, study_id)], options=options)
+    gathered write). ``opener`` opens the record's files."""
+    (result,) = convert_many_to_parts([(record_path, metadata, study_id)], options=options,
+                                      opener=opener)
     if isinstance(result, Exception):
         raise result
     return result
@@ -173,11 +177,49 @@ def convert_record(
     *,
     study_id: str | None = None,
     options: ConversionOptions | None = None,
+    inputs: Sequence[str | Path] = (),
+    opener: Opener | None = None,
 ) -> Path:
-    """Convert one record to ``out_path``; nothing is written unless conversion succeeds."""
-    write_atomic(out_path, convert_to_parts(record_path, metadata, study_id=study_id,
-                                            options=options))
+    """Convert one record to ``out_path``; nothing is written unless conversion succeeds.
+
+    ``out_path`` must not be one of the record's files nor one of ``inputs`` (the metadata
+    table, say); that, and a write the file system refuses (a full disk, a read-only
+    directory), raise :class:`~wfdb2dicom.errors.OutputError` naming the path, and leave
+    neither a file nor a directory made for it. ``opener`` opens the record's files.
+    """
+    parts = convert_to_parts(record_path, metadata, study_id=study_id, options=options,
+                             opener=opener)  # first: it refuses a header that names no file
+    _refuse_input_as_output(out_path, [*record_files(record_path, opener), *inputs])
+    try:
+        write_atomic(out_path, parts)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
     return Path(out_path)
+
+
+def record_files(record_path: str | Path, opener: Opener | None = None) -> list[str]:
+    """The files a record is read from: its header, then its signal files."""
+    base = os.fspath(record_base(record_path))
+    header = read_header(base + ".hea", opener)
+    directory = os.path.dirname(base)
+    return [base + ".hea", *(os.path.join(directory, name)
+                             for name in dict.fromkeys(header.file_names))]
+
+
+def _refuse_input_as_output(out_path: str | Path, inputs: Sequence[str | Path]) -> None:
+    """Writing over an input would destroy it: compared by path (the output need not exist)
+    and by file identity (a hard link or a symlink to an input)."""
+    real_out = os.path.realpath(out_path)
+    for path in inputs:
+        same = os.path.realpath(path) == real_out
+        if not same:
+            try:
+                same = os.path.samefile(out_path, path)
+            except OSError:  # either does not exist: not the same file
+                pass
+        if same:
+            raise OutputError(f"output {out_path} is {path}, an input of this conversion; "
+                              "choose another output path")
 
 
 def wfdb_to_dicom_ecg_phase1(
