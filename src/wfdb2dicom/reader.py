@@ -103,14 +103,29 @@ def _plan_segments(directory: str, header: MultiSegmentHeader, opener: Opener | 
                     f"{frames}")
             _check_signals(segment)
             for file_name in dict.fromkeys(segment.file_names):
-                if not os.path.exists(os.path.join(directory, file_name)):
-                    raise RecordError(f"missing signal file {file_name} (segment {name})")
+                _check_segment_file(os.path.join(directory, file_name), name, opener)
             planned.append((index, start_frame, segment_base, segment))
         start_frame += frames
     if not planned:
         raise RecordError(f"multi-segment record {header.record_name} has no segment with "
                           f"samples")
     return planned
+
+
+def _check_segment_file(path: str, segment: str, opener: Opener | None) -> None:
+    """The signal file is there (and, with an opener, opens as the opener allows)."""
+    name = os.path.basename(path)
+    if opener is None:
+        if not os.path.exists(path):
+            raise RecordError(f"missing signal file {name} (segment {segment})")
+        return
+    try:
+        os.close(opener(path))
+    except FileNotFoundError:
+        raise RecordError(f"missing signal file {name} (segment {segment})") from None
+    except OSError as exc:
+        raise RecordError(f"cannot read signal file {name} (segment {segment}): "
+                          f"{exc.strerror}") from None
 
 
 def _read_single_segment(base: str, header: Header, verify_checksums: bool,
