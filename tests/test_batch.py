@@ -36,7 +36,7 @@ EXPECTED_ERRORS = {
     "truncated_dat": "RecordError: signal file ",
     "corrupt_header": "RecordError: ",
     "checksum_mismatch": "RecordError: checksum mismatch",
-    "non_utf8_header": "RecordError: ",
+    "longer_dat": "RecordError: signal file ",
     "non_ecg_signal": "UnsupportedRecord: ",
     "missing_metadata": "Missing df_info row for study_id",
 }
