@@ -23,9 +23,9 @@ from pydicom.valuerep import format_number_as_ds
 from . import __version__
 from .caching import identity_cache
 from .errors import MetadataError, RecordError, UnsupportedRecord
+from .formats import FORMATS
 from .leads import LeadCode, code_for_label
 from .metadata import StudyMetadata, normalise_study_id
-from .reader import INVALID_SAMPLE
 from .record import Channel, EcgRecord
 from .uids import derive_uid
 from .vr import checked_date, checked_text
@@ -79,9 +79,6 @@ VOLTAGE_UNITS: dict[str, tuple[str, str, str]] = {
     "nv": ("nV", "UCUM", "nanovolt"),
 }
 """WFDB unit strings (lower case) -> UCUM code and meaning."""
-
-DEFAULT_BITS_STORED = {"8": 8, "80": 8, "212": 12, "310": 10, "311": 10, "16": 16, "61": 16,
-                       "160": 16}
 
 # Waveform Annotation concepts for MIMIC's machine measurements: (MDC code, meaning, unit).
 _MS = ("ms", "UCUM", "millisecond")
@@ -175,11 +172,16 @@ def acquisition_time(
 
 
 def check_ecg_signals(record: EcgRecord) -> None:
-    """Refuse records whose signals are not ECG voltages."""
+    """Refuse records whose signals are not ECG voltages, or need more than 16 bits (the
+    reader gives those as int32; only an ``SL`` object could hold them)."""
     for group in record.groups:
         problem = _non_ecg_signal(group.channels)
         if problem:
             raise UnsupportedRecord(problem)
+        if group.samples.dtype.itemsize > 2:
+            raise UnsupportedRecord(
+                "samples exceed the 16-bit range of DICOM ECG waveforms (format "
+                f"{group.channels[0].fmt})")
 
 
 @identity_cache()
@@ -422,7 +424,8 @@ def group_layout(
     """
     formats = {channel.fmt for channel in channels}
     padding = None
-    if len(formats) == 1 and (invalid := INVALID_SAMPLE.get(formats.pop())) is not None:
+    fmt = FORMATS.get(formats.pop()) if len(formats) == 1 else None
+    if fmt is not None and (invalid := fmt.invalid_value) is not None:
         if -32768 <= invalid <= 32767:
             padding = invalid.to_bytes(2, "little", signed=True)
     return GroupLayout(
@@ -497,7 +500,8 @@ def _channel_item(channel: ChannelLayout) -> Dataset:
 def _bits_stored(channel: Channel) -> int:
     if 1 <= channel.adc_resolution <= 16:
         return channel.adc_resolution
-    return DEFAULT_BITS_STORED.get(channel.fmt, 16)
+    fmt = FORMATS.get(channel.fmt)
+    return 16 if fmt is None else min(fmt.significant_bits, 16)
 
 
 def derived_measurements(metadata: StudyMetadata) -> dict[str, float]:

@@ -15,8 +15,15 @@ What it holds:
 * ``meta``: also the run ``state`` (``running`` until a run ends normally), which tells the
   next run whether a kill may have left temporary files behind.
 
-The connection takes SQLite's exclusive lock for the whole run, so two runs writing the same
-output refuse to overlap instead of corrupting each other's results.
+Two runs on the same output never overlap: a run first takes an ``flock`` on
+``{ledger}.lock`` (without waiting), and only the run holding it creates or opens the ledger,
+which it then keeps under SQLite's exclusive lock until it ends. Two runs started at the same
+moment: exactly one proceeds, the other refuses with one line and touches nothing (SQLite's
+own locking alone let both refuse, leaving an empty ledger).
+
+Durability: commits use ``synchronous=FULL`` (the WAL is synced at every commit), and the
+engine syncs the files a commit records before it commits (see ``engine.Run.checkpoint``),
+so a row the ledger calls done has a file that survives a power cut.
 """
 
 from __future__ import annotations
@@ -26,10 +33,28 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from . import BatchError
+from . import BatchError, RunStopped
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's exclusive lock alone guards the ledger
+    fcntl = None  # type: ignore[assignment]
 
 SCHEMA_VERSION = "1"
 LEDGER_SUFFIX = ".ledger.sqlite"
+LOCK_SUFFIX = ".lock"
+"""``{ledger}.lock``: the file whose ``flock`` says a run owns this output (never deleted:
+deleting a lock file lets a third run lock a new file while the second holds the old)."""
+
+BUSY_SECONDS = 10.0
+"""How long to wait for a reader of the ledger (``wfdb2dicom verify``) once the lock is ours."""
+
+COLUMNS = {
+    "results": ["path", "study_id", "ok", "error"],
+    "log": ["seq", "log_path", "text"],
+    "meta": ["key", "value"],
+}
+"""Each table's columns, checked at open: a damaged ledger is refused in one line."""
 
 Entry = tuple[str, str, int, "str | None"]
 """``(record_path, study_id, ok, error)``: one ``results`` row."""
@@ -55,50 +80,81 @@ def ledger_path(output_csv: str | os.PathLike[str]) -> Path:
     return Path(f"{os.fspath(output_csv)}{LEDGER_SUFFIX}")
 
 
-def open_locked(path: str | os.PathLike[str], schema: str, version: str,
-                same: str) -> tuple[sqlite3.Connection, bool]:
-    """A SQLite file with ``schema``, locked for this process until closed; whether it
-    existed. ``same`` says what a second run shares with the one that holds the lock.
+def ledger_files(output_csv: str | os.PathLike[str]) -> list[Path]:
+    """Every file the ledger of ``output_csv`` may write (the database, its WAL and journal,
+    its lock file): a run refuses inputs that are one of them."""
+    base = ledger_path(output_csv)
+    return [base, *(Path(f"{base}{suffix}") for suffix in ("-wal", "-shm", "-journal",
+                                                            LOCK_SUFFIX))]
 
-    Autocommit mode (each write is its own ``BEGIN``/``COMMIT``), WAL with ``synchronous =
-    NORMAL`` (a commit survives a kill; a power cut may lose the last one, never corrupt),
-    and SQLite's exclusive lock, taken now, so two runs refuse to overlap.
-    """
-    path = Path(path)
-    existed = path.exists()
+
+def _damaged(path: Path, exc: BaseException) -> BatchError:
+    return BatchError(f"ledger {path} is damaged ({exc}); delete it to start the run over")
+
+
+def _take_lock(path: Path) -> int | None:
+    """``flock`` ``{path}.lock`` without waiting; its descriptor, held for the run."""
+    if fcntl is None:
+        return None
+    lock = f"{path}{LOCK_SUFFIX}"
     try:
-        db = sqlite3.connect(path, timeout=0, isolation_level=None)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise BatchError(f"cannot create {lock}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise BatchError(
+            f"another run is using {path} (same --output_csv); let it finish or stop it"
+        ) from None
+    return fd
+
+
+def open_database(path: Path, lock_fd: int | None, schema: str, version: str,
+                  columns: dict[str, list[str]]) -> tuple[sqlite3.Connection, bool]:
+    """The SQLite file at ``path`` with ``schema`` (its tables' ``columns`` checked), under
+    SQLite's exclusive lock until closed, once :func:`_take_lock` gave ``lock_fd``; whether
+    it held anything. Shared by the batch's ledger and verify's."""
+    existed = path.exists() and path.stat().st_size > 0  # an empty file holds nothing
+    try:
+        db = sqlite3.connect(path, timeout=BUSY_SECONDS if lock_fd is not None else 0,
+                             isolation_level=None)
     except sqlite3.Error as exc:
         raise BatchError(f"cannot open ledger {path}: {exc}") from None
     try:
         db.execute("PRAGMA locking_mode=EXCLUSIVE")
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA synchronous=FULL")  # the WAL synced at every commit
         db.execute("BEGIN IMMEDIATE")  # takes the lock now, and keeps it until close
         db.executescript(schema)  # executescript commits first; the lock stays (EXCLUSIVE)
         db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (version,))
-        found = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+        found_version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+        for table, names in columns.items():
+            found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+            if found != names:
+                raise sqlite3.DatabaseError(
+                    f"table {table} has columns {', '.join(found) or 'none'}")
     except sqlite3.OperationalError as exc:
         db.close()
         if "locked" in str(exc) or "busy" in str(exc):
             raise BatchError(
-                f"another run is using {path} ({same}); let it finish or stop it"
+                f"another run is using {path} (same --output_csv); let it finish or stop it"
             ) from None
         raise BatchError(f"cannot use ledger {path}: {exc}") from None
     except sqlite3.DatabaseError as exc:
         db.close()
-        raise BatchError(
-            f"ledger {path} is damaged ({exc}); delete it to start the run over"
-        ) from None
-    if found != version:
+        raise _damaged(path, exc) from None
+    if found_version != version:
         db.close()
-        raise BatchError(f"ledger {path} has schema {found}, this version writes "
+        raise BatchError(f"ledger {path} has schema {found_version}, this version writes "
                          f"{version}; delete it to start the run over")
     return db, existed
 
 
-def _commit(db: sqlite3.Connection, path: Path, write: Callable[[], None]) -> None:
-    """Run ``write`` as one transaction; a SQLite failure becomes a one-line BatchError."""
+def _transaction(db: sqlite3.Connection, path: Path, write: Callable[[], None]) -> None:
+    """``write`` as one transaction; SQLite's failures as one line (disk full, I/O error,
+    read-only: :class:`RunStopped`; a damaged file: :class:`BatchError`)."""
     try:
         db.execute("BEGIN")
         write()
@@ -106,27 +162,47 @@ def _commit(db: sqlite3.Connection, path: Path, write: Callable[[], None]) -> No
     except BaseException as exc:
         if db.in_transaction:
             db.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error):  # disk full, I/O error: say so on one line
-            raise BatchError(f"cannot write ledger {path}: {exc}") from None
+        if isinstance(exc, sqlite3.OperationalError):
+            raise RunStopped(path, exc) from None
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise _damaged(path, exc) from None
         raise
 
 
 class Ledger:
     """An open ledger, locked for this run. Use :meth:`open` as a context manager."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, existed: bool) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection, existed: bool,
+                 lock_fd: int | None = None) -> None:
         self.path = path
         self.existed = existed
         """False when this run created the ledger (a first run, or a seed output to adopt)."""
         self._db = db
+        self._lock_fd = lock_fd
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Ledger:
-        db, existed = open_locked(path, _SCHEMA, SCHEMA_VERSION, "same --output_csv")
-        return cls(Path(path), db, existed)
+        path = Path(path)
+        lock_fd = _take_lock(path)
+        try:
+            return cls._open_locked(path, lock_fd)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+
+    @classmethod
+    def _open_locked(cls, path: Path, lock_fd: int | None) -> Ledger:
+        db, existed = open_database(path, lock_fd, _SCHEMA, SCHEMA_VERSION, COLUMNS)
+        return cls(path, db, existed, lock_fd)
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._db.close()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
 
     def __enter__(self) -> Ledger:
         return self
@@ -136,8 +212,15 @@ class Ledger:
 
     # -- reads -------------------------------------------------------------------------
 
+    def _read(self, query: str, parameters: Iterable = ()) -> sqlite3.Cursor:
+        """Run a read; a damaged file or table is refused in one line, not a traceback."""
+        try:
+            return self._db.execute(query, tuple(parameters))
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self.path, exc) from None
+
     def _meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        row = self._read("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
     @property
@@ -147,8 +230,14 @@ class Ledger:
 
     def iter_done(self, batch: int = 65536) -> Iterator[list[tuple[str, str]]]:
         """``(record_path, study_id)`` of every converted file, in batches (bounded memory)."""
-        cursor = self._db.execute("SELECT path, study_id FROM results WHERE ok=1")
-        while rows := cursor.fetchmany(batch):
+        cursor = self._read("SELECT path, study_id FROM results WHERE ok=1")
+        while True:
+            try:
+                rows = cursor.fetchmany(batch)
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
+            if not rows:
+                return
             yield rows
 
     def errors_of(self, paths: list[str]) -> dict[str, str]:
@@ -159,14 +248,21 @@ class Ledger:
             part = paths[start:start + 500]
             query = ("SELECT path, error FROM results WHERE ok=0 AND path IN "
                      f"({','.join('?' * len(part))})")
-            found.update(self._db.execute(query, part).fetchall())
+            try:
+                found.update(self._read(query, part).fetchall())
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
         return found
 
     def log_state(self, log_path: str) -> tuple[int | None, str]:
         """The error log's committed size (None if never written) and the text committed."""
         size = self._meta(f"log_size:{log_path}")
-        rows = self._db.execute("SELECT text FROM log WHERE log_path=? ORDER BY seq", (log_path,))
-        return (int(size) if size is not None else None), "".join(r[0] for r in rows)
+        try:
+            rows = self._read("SELECT text FROM log WHERE log_path=? ORDER BY seq",
+                              (log_path,)).fetchall()
+            return (int(size) if size is not None else None), "".join(r[0] for r in rows)
+        except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
+            raise _damaged(self.path, exc) from None
 
     # -- writes (each is one transaction) ------------------------------------------------
 
@@ -178,6 +274,7 @@ class Ledger:
         log_text: str = "",
         log_size: int | None = None,
         state: str | None = None,
+        meta: dict[str, str] | None = None,
     ) -> None:
         """One checkpoint: results, the log text appended since the last one, its new size."""
         db = self._db
@@ -196,12 +293,14 @@ class Ledger:
                                (f"log_size:{log_path}", str(log_size)))
             if state is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (state,))
+            if meta:
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
 
-        _commit(db, self.path, write)
+        _transaction(db, self.path, write)
 
     def set_meta(self, key: str, value: str) -> None:
         """Record a fact about the run (e.g. its ``wfdb_dir``, for ``wfdb2dicom verify``)."""
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self.commit((), meta={key: value})
 
     def set_log_size(self, log_path: str, size: int) -> None:
         self.commit((), log_path=log_path, log_size=size)
@@ -225,6 +324,11 @@ def recorded_meta(output_csv: str | os.PathLike[str], key: str) -> str | None:
 
 VERIFIED_SUFFIX = ".verified.sqlite"
 VERIFIED_SCHEMA_VERSION = "1"
+
+VERIFIED_COLUMNS = {
+    "verified": ["dcm_path", "record_path", "ok", "problem", "object_stat", "source_stat"],
+    "meta": ["key", "value"],
+}
 
 _VERIFIED_SCHEMA = """
 CREATE TABLE IF NOT EXISTS verified (
@@ -250,21 +354,35 @@ def verified_path(output_csv: str | os.PathLike[str]) -> Path:
 
 class VerifyLedger:
     """What verify proved, per object, with the sizes and times of the object and its
-    source files when they were read: the batch ledger's design (locked, one transaction
-    per checkpoint), so a killed verify resumes, and a re-run re-reads only what changed."""
+    source files when they were read: the batch ledger's design (its lock file, SQLite's
+    exclusive lock, one transaction per checkpoint), so a killed verify resumes, and a re-run
+    re-reads only what changed."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection, lock_fd: int | None) -> None:
         self.path = path
         self._db = db
+        self._lock_fd = lock_fd
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> VerifyLedger:
-        db, _ = open_locked(path, _VERIFIED_SCHEMA, VERIFIED_SCHEMA_VERSION,
-                            "a verify of the same --output_csv")
-        return cls(Path(path), db)
+        path = Path(path)
+        lock_fd = _take_lock(path)
+        try:
+            db, _ = open_database(path, lock_fd, _VERIFIED_SCHEMA, VERIFIED_SCHEMA_VERSION,
+                                  VERIFIED_COLUMNS)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        return cls(path, db, lock_fd)
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._db.close()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def __enter__(self) -> VerifyLedger:
         return self
@@ -280,8 +398,11 @@ class VerifyLedger:
             part = dcm_paths[start:start + 500]
             query = ("SELECT dcm_path, record_path, object_stat, source_stat FROM verified "
                      f"WHERE ok=1 AND dcm_path IN ({','.join('?' * len(part))})")
-            for dcm_path, *facts in self._db.execute(query, part):
-                found[dcm_path] = tuple(facts)  # type: ignore[assignment]
+            try:
+                for dcm_path, *facts in self._db.execute(query, part):
+                    found[dcm_path] = tuple(facts)  # type: ignore[assignment]
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
         return found
 
     def commit(self, rows: Iterable[Verified]) -> None:
@@ -290,4 +411,4 @@ class VerifyLedger:
             self._db.executemany(
                 "INSERT OR REPLACE INTO verified VALUES (?, ?, ?, ?, ?, ?)", rows)
 
-        _commit(self._db, self.path, write)
+        _transaction(self._db, self.path, write)
