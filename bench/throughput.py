@@ -44,6 +44,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -197,16 +198,28 @@ def relative_spread(values: list[float]) -> float:
 
 # -- deterministic cost --------------------------------------------------------------------
 
+SCHEDULING_CALLS = frozenset({"futex"})
+"""Left out of the count: how often threads wait for each other depends on how they were
+scheduled (pyarrow's thread pool: 864 and 903 futex calls in two identical runs), not on
+the work done."""
+
+
 def strace_calls(cmd: list[str], env: dict[str, str], work: Path) -> int | None:
-    """System calls of ``cmd`` and every process it starts (strace -c -f); None if no strace."""
+    """System calls of ``cmd`` and every process it starts (strace -c -f), those of
+    :data:`SCHEDULING_CALLS` aside; None if there is no strace."""
     strace = shutil.which("strace")
     if strace is None:
         return None
     out = work / "strace.txt"
     subprocess.run([strace, "-c", "-f", "-o", str(out), *cmd], env=env, check=True,
                    stdout=subprocess.DEVNULL)
-    total = [line for line in out.read_text().splitlines() if line.rstrip().endswith("total")]
-    return int(total[-1].split()[3])
+    calls = 0
+    for line in out.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] != "total" \
+                and fields[-1] not in SCHEDULING_CALLS:
+            calls += int(fields[3])
+    return calls
 
 
 def valgrind_instructions(cmd: list[str], env: dict[str, str], work: Path) -> int | None:
@@ -294,6 +307,8 @@ def main() -> int:
                         help="kinds whose instructions valgrind counts (slow: ~50x), "
                              "comma-separated (default floor,batch; add verify if you wait)")
     parser.add_argument("--no-cost", action="store_true", help="skip the deterministic costs")
+    parser.add_argument("--cost-only", action="store_true",
+                        help="only the deterministic costs (and stages), no timed runs")
     parser.add_argument("--dir", type=Path, default=None,
                         help="work directory (default: a new one in /dev/shm, else /tmp)")
     args = parser.parse_args()
@@ -365,6 +380,8 @@ def main() -> int:
                       str(corpus.root), str(out), str(corpus.machine_measurements_csv)], env)
 
     kinds = ("floor", "batch", "verify")
+    if args.cost_only:
+        args.reps = 0
     runs: dict[tuple[str, str], list[Timing]] = {}
     peaks: dict[str, int] = {}
     for rep in range(1, args.reps + 1):
@@ -383,6 +400,19 @@ def main() -> int:
                 print(f"rep {rep}: {kind:6s} {size:5s} wall {timing.wall:7.2f} s  "
                       f"CPU {timing.cpu:7.2f} s  peak {timing.peak / 2**20:6.1f} MB",
                       flush=True)
+
+    if not args.cost_only:
+        report_timings(args, runs, peaks, kinds, timed, batch_cmd, verify_cmd, env)
+    if not args.no_cost:
+        report_costs(args, base, corpus, rels, env, kinds)
+    if args.dir is None:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+def report_timings(args: argparse.Namespace, runs: dict, peaks: dict, kinds: tuple[str, ...],
+                   timed: Any, batch_cmd: Any, verify_cmd: Any, env: dict[str, str]) -> None:
+    """The marginal rates and CPU per record of the timed runs, their ratios, and the rest."""
 
     def marginal_rates(kind: str, small: int, large: int) -> list[float]:
         return [(large - small) / (big.wall - little.wall)
@@ -444,26 +474,27 @@ def main() -> int:
           f"{800035 / statistics.median(rates['batch']) / 60:.1f} min, verify "
           f"{800035 / statistics.median(rates['verify']) / 60:.1f} min")
 
-    if not args.no_cost:
-        print()
-        costs = deterministic_costs(args, base, corpus, rels, env, kinds)
-        print(f"deterministic cost per record: one worker's work alone (bench/one_worker.py), "
-              f"marginal {args.cost_small} -> {args.cost_large} records:")
-        print(f"  {'':8s} {'system calls':>14s} {'instructions':>14s}")
-        for kind in kinds:
-            calls, instructions = costs[kind]["syscalls"], costs[kind]["instructions"]
-            print(f"  {kind:8s} {'-' if calls is None else f'{calls:.1f}':>14s} "
-                  f"{'-' if instructions is None else f'{instructions:,.0f}':>14s}")
-        floor_c, batch_c = costs["floor"], costs["batch"]
-        if floor_c["syscalls"] and batch_c["syscalls"]:
-            print(f"  batch / floor: system calls {batch_c['syscalls'] / floor_c['syscalls']:.2f}"
-                  + (f", instructions {batch_c['instructions'] / floor_c['instructions']:.2f}"
-                     if floor_c["instructions"] and batch_c["instructions"] else ""))
-        if shutil.which("strace") is None or shutil.which("valgrind") is None:
-            print("  (apt-get install strace valgrind for the missing figures)")
-    if args.dir is None:
-        shutil.rmtree(base, ignore_errors=True)
-    return 0
+
+
+def report_costs(args: argparse.Namespace, base: Path, corpus: Any, rels: list[str],
+                 env: dict[str, str], kinds: tuple[str, ...]) -> None:
+    """Where one worker's time goes, and the deterministic costs per record."""
+    print()
+    costs = deterministic_costs(args, base, corpus, rels, env, kinds)
+    print(f"deterministic cost per record: one worker's work alone (bench/one_worker.py), "
+          f"marginal {args.cost_small} -> {args.cost_large} records:")
+    print(f"  {'':8s} {'system calls':>14s} {'instructions':>14s}")
+    for kind in kinds:
+        calls, instructions = costs[kind]["syscalls"], costs[kind]["instructions"]
+        print(f"  {kind:8s} {'-' if calls is None else f'{calls:.1f}':>14s} "
+              f"{'-' if instructions is None else f'{instructions:,.0f}':>14s}")
+    floor_c, batch_c = costs["floor"], costs["batch"]
+    if floor_c["syscalls"] and batch_c["syscalls"]:
+        print(f"  batch / floor: system calls {batch_c['syscalls'] / floor_c['syscalls']:.2f}"
+              + (f", instructions {batch_c['instructions'] / floor_c['instructions']:.2f}"
+                 if floor_c["instructions"] and batch_c["instructions"] else ""))
+    if shutil.which("strace") is None or shutil.which("valgrind") is None:
+        print("  (apt-get install strace valgrind for the missing figures)")
 
 
 if __name__ == "__main__":
