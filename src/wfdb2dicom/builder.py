@@ -19,7 +19,7 @@ import hashlib
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -29,7 +29,8 @@ from pydicom.valuerep import format_number_as_ds
 
 from .caching import identity_cache
 from .errors import MetadataError, UnsupportedRecord
-from .iods import IODS, GroupShape, WaveformIod, iods_for
+from .formats import FORMATS
+from .iods import GroupShape, WaveformIod, iods_for
 from .metadata import StudyMetadata, normalise_study_id
 from .object_plan import (
     AnnotationItem,
@@ -40,13 +41,9 @@ from .object_plan import (
     PlannedObject,
     RecordPlan,
 )
-from .reader import INVALID_SAMPLE
 from .record import Channel, EcgRecord, MultiplexGroup, RecordSegment
 from .signal_classes import SignalClass, channel_source, classify, units_code
 from .uids import derive_uid
-
-DEFAULT_BITS_STORED = {"8": 8, "80": 8, "212": 12, "310": 10, "311": 10, "16": 16, "61": 16,
-                       "160": 16, "24": 24, "32": 32, "508": 8, "516": 16, "524": 24}
 
 # Waveform Annotation concepts for MIMIC's machine measurements: (MDC code, meaning, unit).
 _MS = ("ms", "UCUM", "millisecond")
@@ -328,8 +325,8 @@ def plan_record(
                                 else (None, None, None))
         samples = tuple(_member_samples(record.groups[gi], cis, spec.interpretation)
                         for gi, cis in spec.members)
-        n_parts = math.ceil(record.groups[spec.members[0][0]].n_samples
-                            * 1 / spec.ratios[0] / spec.part_length) if spec.part_length else 1
+        n_base = record.groups[spec.members[0][0]].n_samples // spec.ratios[0]
+        n_parts = max(1, math.ceil(n_base / spec.part_length))
         annotations = (annotation_items(metadata)
                        if first_ecg and options.annotations and metadata else ())
         channels = tuple(record.groups[gi].channels[ci].label for gi, cis in spec.members
@@ -440,14 +437,9 @@ def _member_samples(group: MultiplexGroup, channels: tuple[int, ...],
     return np.ascontiguousarray(samples[:, list(channels)], dtype=dtype)
 
 
-def _with_length(layout: GroupLayout, n_samples: int) -> GroupLayout:
-    return _group_with_length(layout, n_samples)
-
-
 @lru_cache(maxsize=1024)
-def _group_with_length(layout: GroupLayout, n_samples: int) -> GroupLayout:
-    from dataclasses import replace
-
+def _with_length(layout: GroupLayout, n_samples: int) -> GroupLayout:
+    """A part's layout: its group's with fewer samples (cached: parts share templates)."""
     return replace(layout, n_samples=n_samples)
 
 
@@ -581,7 +573,8 @@ def group_layout(
     formats = {channel.fmt for channel in chosen}
     padding = None
     width = 4 if interpretation == "SL" else 2
-    if len(formats) == 1 and (invalid := INVALID_SAMPLE.get(formats.pop())) is not None:
+    fmt = FORMATS.get(formats.pop()) if len(formats) == 1 else None
+    if fmt is not None and (invalid := fmt.invalid_value) is not None:
         if -(1 << (8 * width - 1)) <= invalid < (1 << (8 * width - 1)):
             padding = invalid.to_bytes(width, "little", signed=True)
     label = GROUP_LABELS[signal_class]
@@ -618,9 +611,11 @@ def _channel_layout(
 
 
 def _bits_stored(channel: Channel) -> int:
-    if 1 <= channel.adc_resolution <= 16:
+    """When the reader gave no figure: the ADC resolution, else the format's bits."""
+    if 1 <= channel.adc_resolution <= 32:
         return channel.adc_resolution
-    return DEFAULT_BITS_STORED.get(channel.fmt, 16)
+    fmt = FORMATS.get(channel.fmt)
+    return 16 if fmt is None else min(fmt.significant_bits, 32)
 
 
 def derived_measurements(metadata: StudyMetadata) -> dict[str, float]:

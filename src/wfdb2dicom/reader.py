@@ -13,7 +13,6 @@ header checksums unless told not to.
 
 from __future__ import annotations
 
-import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -22,19 +21,9 @@ import numpy as np
 
 from .errors import RecordError, UnsupportedRecord
 from .fileio import Opener, read_file
+from .formats import FORMATS
 from .header import Header, SignalSpec, read_header
 from .record import EcgRecord, MultiplexGroup
-
-BITS_PER_SAMPLE: dict[str, float] = {
-    "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12,
-}
-"""Storage bits per sample of the formats whose file size follows from the header."""
-
-INVALID_SAMPLE: dict[str, int] = {
-    "8": -128, "80": -128, "16": -32768, "61": -32768, "160": -32768, "212": -2048,
-    "310": -512, "311": -512, "24": -(2**23), "32": -(2**31),
-}
-"""WFDB's "no sample here" value of each format, as ``wfdb`` returns it in ``d_signal``."""
 
 
 def record_base(path: str | Path) -> Path:
@@ -141,12 +130,13 @@ def _expected_file_sizes(header: Header) -> dict[str, tuple[int, str]]:
         per_file.setdefault(spec.file_name, []).append(spec)
     sizes = {}
     for name, specs in per_file.items():
-        bits = {BITS_PER_SAMPLE.get(s.fmt) for s in specs}
-        if len(bits) != 1 or None in bits:
-            continue
+        formats = {s.fmt for s in specs}
+        fmt = FORMATS.get(formats.pop()) if len(formats) == 1 else None
         samples_per_frame = sum(s.samples_per_frame for s in specs)
-        total = header.n_samples * samples_per_frame
-        size = specs[0].byte_offset + math.ceil(total * bits.pop() / 8)
+        data_bytes = fmt and fmt.file_bytes(header.n_samples * samples_per_frame)
+        if data_bytes is None:
+            continue
+        size = specs[0].byte_offset + data_bytes
         sizes[name] = (size, f"{header.n_samples} frames x {samples_per_frame} samples")
     return sizes
 
