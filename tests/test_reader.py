@@ -10,9 +10,10 @@ import pytest
 import wfdb
 
 from wfdb2dicom import reader
-from wfdb2dicom.errors import RecordError
+from wfdb2dicom.errors import RecordError, UnsupportedRecord
+from wfdb2dicom.formats import FORMATS
 from wfdb2dicom.header import read_header
-from wfdb2dicom.reader import read_record
+from wfdb2dicom.reader import read_record, read_segments
 
 PHYSIONET_RECORDS = ["100", "3000003_0003", "s0010_re", "test01_00s"]
 
@@ -98,10 +99,19 @@ def test_checksum_mismatch_and_switch(record_copy: Path) -> None:
     assert record.groups[0].samples[0, 0] == np.frombuffer(bytes(data[:2]), "<i2")[0]
 
 
-def test_non_utf8_header(record_copy: Path) -> None:
+def test_latin1_header_kept_intact(record_copy: Path) -> None:
+    """A header that is not UTF-8 is Latin-1 (what WFDB headers historically are)."""
     hea = record_copy.with_suffix(".hea")
-    hea.write_bytes(hea.read_bytes().replace(b"ECG 1", b"ECG \xff"))
-    assert_refused(record_copy, "not UTF-8")
+    hea.write_bytes(hea.read_bytes().replace(b"ECG 1", b"ECG \xb0", 1))
+    record = read_record(record_copy, verify_checksums=False)
+    assert record.groups[0].channels[0].label == "ECG \u00b0"
+
+
+def test_latin1_units_of_real_header(physionet_dir: Path) -> None:
+    """test_generator_2 has a Latin-1 degree sign as the units of two signals."""
+    record = read_record(physionet_dir / "wfdb-python" / "test_generator_2")
+    units = [c.units for g in record.groups for c in g.channels]
+    assert units.count("\u00b0") == 2
 
 
 def test_signal_file_outside_record_dir(record_copy: Path) -> None:
@@ -115,3 +125,302 @@ def test_column_sums_match_numpy_mod_16_bits(shape) -> None:
     samples = np.random.default_rng(1).integers(-32768, 32768, shape).astype("<i2")
     expected = samples.sum(axis=0, dtype=np.int64) & 0xFFFF
     assert [s & 0xFFFF for s in reader.column_sums(samples)] == expected.tolist()
+
+
+# --- every record of the shared data, all formats and layouts --------------------------------
+
+def _shared_headers() -> list[Path]:
+    from conftest import SHARED_DATA
+
+    return sorted((SHARED_DATA / "physionet").rglob("*.hea"))
+
+
+def _is_layout(hea: Path) -> bool:
+    return hea.stem.endswith("_layout")
+
+
+def _signal_files_present(hea: Path) -> bool:
+    """Every signal file (every segment's, for a multi-segment record) is there."""
+    header = wfdb.rdheader(str(hea.with_suffix("")))
+    if isinstance(header, wfdb.MultiRecord):
+        return all(_signal_files_present(hea.with_name(f"{name}.hea"))
+                   for name, length in zip(header.seg_name, header.seg_len, strict=True)
+                   if name != "~" and length > 0 and hea.with_name(f"{name}.hea").exists())\
+            and all(hea.with_name(f"{name}.hea").exists() for name, length
+                    in zip(header.seg_name, header.seg_len, strict=True)
+                    if name != "~" and length > 0)
+    return all(hea.with_name(name).exists() for name in header.file_name)
+
+
+SHARED_RECORDS = [h for h in _shared_headers() if not _is_layout(h)]
+
+
+def _wfdb_segments(base: Path) -> list[tuple[int, int, wfdb.Record]]:
+    """(index, start frame, record) of each segment with samples, as wfdb reads them."""
+    try:
+        record = wfdb.rdrecord(str(base), physical=False, smooth_frames=False, m2s=False)
+    except ValueError:  # wfdb 4.3 fails to size the dtype of binformats' columns unsmoothed
+        record = wfdb.rdrecord(str(base), physical=False)
+        assert set(record.samps_per_frame) == {1}
+        record.e_d_signal = list(record.d_signal.T)
+    if not isinstance(record, wfdb.MultiRecord):
+        return [(1, 0, record)]
+    result, start = [], 0
+    for index, (segment, length) in enumerate(
+            zip(record.segments, record.seg_len, strict=True), start=1):
+        if segment is not None and length > 0:
+            result.append((index, start, segment))
+        start += length
+    return result
+
+
+def _assert_group_bits_cover(group) -> None:
+    assert group.bits_stored is not None
+    assert group.samples.dtype == np.dtype("<i4" if max(group.bits_stored) > 16 else "<i2")
+    assert group.samples.flags.c_contiguous
+    for position, (channel, bits) in enumerate(
+            zip(group.channels, group.bits_stored, strict=True)):
+        column = group.samples[:, position]
+        if column.size:
+            assert -(2 ** (bits - 1)) <= column.min() and column.max() < 2 ** (bits - 1)
+        declared = channel.adc_resolution
+        if FORMATS[channel.fmt].sample_range[0] >= -(2 ** (declared - 1)):
+            assert bits >= declared
+
+
+@pytest.mark.parametrize("hea", [h for h in SHARED_RECORDS if _signal_files_present(h)],
+                         ids=lambda h: h.stem)
+def test_every_shared_record_equals_wfdb(hea: Path) -> None:
+    """Per signal and time span: wfdb's rdrecord(physical=False, smooth_frames=False)."""
+    base = hea.with_suffix("")
+    ours = list(read_segments(base))
+    theirs = _wfdb_segments(base)
+    assert [(s.index, s.start_frame) for s in ours] == [(i, f) for i, f, _ in theirs]
+    for segment, (_, _, expected) in zip(ours, theirs, strict=True):
+        assert segment.frame_rate == pytest.approx(wfdb.rdheader(str(base)).fs)
+        by_name: dict[tuple[str, float], np.ndarray] = {}
+        for group in segment.record.groups:
+            _assert_group_bits_cover(group)
+            for position, channel in enumerate(group.channels):
+                by_name[channel.label, group.sampling_frequency] = group.samples[:, position]
+        assert sum(len(g.channels) for g in segment.record.groups) == expected.n_sig
+        for name, spf, column in zip(expected.sig_name, expected.samps_per_frame,
+                                     expected.e_d_signal, strict=True):
+            np.testing.assert_array_equal(by_name[name, expected.fs * spf], column, name)
+
+
+def test_segment_start_times_follow_the_master_header(physionet_dir: Path) -> None:
+    base = physionet_dir / "wfdb-python/multi-segment/s25047/s25047-2704-05-04-10-44"
+    segments = list(read_segments(base))
+    assert [s.index for s in segments] == list(range(3, 21))  # layout and gap skipped
+    first = segments[0]
+    assert first.start_frame == 25740 and first.frame_rate == 125
+    assert first.record.base_datetime.isoformat() == "2704-05-04T10:47:44.449000"
+    assert segments[-1].record.base_datetime.isoformat() == "2704-05-04T11:44:12.649000"
+    assert "<age>: ?? <sex>: ?" in first.record.comments  # the master's comments carry over
+    assert len(segments[-1].record.groups[0].channels) == 3  # this segment adds ABP
+
+
+def test_segments_are_read_lazily(physionet_dir: Path, monkeypatch) -> None:
+    """Only the segment asked for is in memory: samples are read as each is taken."""
+    reads = []
+    original = reader._read_columns_with_wfdb
+    monkeypatch.setattr(reader, "_read_columns_with_wfdb",
+                        lambda *a: reads.append(a[0].name) or original(*a))
+    segments = read_segments(physionet_dir / "wfdb-python/multi-segment/041s/041s")
+    assert next(segments).record.name == "041s01" and reads == ["041s01"]
+    assert next(segments).record.name == "041s02" and reads == ["041s01", "041s02"]
+
+
+def test_missing_segment_refused_naming_it(physionet_dir: Path) -> None:
+    base = physionet_dir / "wfdb-python/multi-segment/p000878/p000878-2137-10-26-16-57"
+    with pytest.raises(RecordError, match="3269321_0003.hea"):
+        next(read_segments(base))
+
+
+def test_missing_segment_signal_file_refused_before_any_segment(tmp_path: Path,
+                                                                 physionet_dir: Path) -> None:
+    for path in (physionet_dir / "wfdb-python/multi-segment/041s").iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "041s02.dat").unlink()
+    with pytest.raises(RecordError, match="missing signal file 041s02.dat"):
+        next(read_segments(tmp_path / "041s"))
+
+
+def test_layout_header_is_not_a_record(physionet_dir: Path) -> None:
+    assert_refused(physionet_dir / "wfdb-python/multi-segment/s25047/3234460_layout",
+                   "layout header")
+
+
+def test_single_segment_record_is_one_segment(physionet_dir: Path) -> None:
+    (segment,) = read_segments(physionet_dir / "100")
+    assert (segment.index, segment.start_frame, segment.frame_rate) == (1, 0, 360)
+    record = read_record(physionet_dir / "100")
+    assert segment.record.name == record.name
+    np.testing.assert_array_equal(segment.record.groups[0].samples, record.groups[0].samples)
+
+
+def test_record_100_bits_stored_cover_its_samples(physionet_dir: Path) -> None:
+    """Format 212, ADC zero 1024, resolution 11: samples 481..1311 need 12 bits."""
+    (group,) = read_record(physionet_dir / "100").groups
+    assert group.bits_stored == (12, 12)
+    assert group.samples.dtype == np.dtype("<i2")
+
+
+def test_counter_frequency_and_samples_per_frame(physionet_dir: Path) -> None:
+    """mixedsignals: frame rate 62.4725 (counter 999.56), 4, 2 and 1 samples per frame."""
+    record = read_record(physionet_dir / "wfdb-python/mixedsignals")
+    rates = [(g.sampling_frequency, [c.label for c in g.channels]) for g in record.groups]
+    assert rates == [(pytest.approx(249.89), ["II", "III", "V"]),
+                     (pytest.approx(124.945), ["ABP", "Pleth"]),
+                     (pytest.approx(62.4725), ["Resp"])]
+
+
+def test_wide_formats_give_int32(physionet_dir: Path) -> None:
+    """Formats 24, 32 and FLAC 524 need more than 16 bits; format 8's signal here does not."""
+    record = read_record(physionet_dir / "wfdb-python/binformats")
+    (group,) = record.groups
+    assert group.samples.dtype == np.dtype("<i4")
+    bits = dict(zip((c.fmt for c in group.channels), group.bits_stored, strict=True))
+    assert bits["24"] == 24 and bits["32"] == 32 and bits["8"] == 12 and bits["212"] == 12
+    (flac,) = read_record(physionet_dir / "wfdb-python/flacformats").groups
+    assert flac.samples.dtype == np.dtype("<i4") and flac.bits_stored == (8, 16, 24)
+
+
+def test_fast_path_takes_bits_from_the_layout(demo_corpus) -> None:
+    """Format 16 at 16-bit resolution: Bits Stored 16 without looking at the samples."""
+    for rel in demo_corpus.good[:3]:
+        base = demo_corpus.root / rel
+        header = read_header(base.with_suffix(".hea"))
+        (group,) = read_record(base).groups
+        assert group.bits_stored is header.layout.fmt16_bits_stored
+        assert group.bits_stored == (16,) * header.n_signals
+
+
+def test_fast_path_narrow_resolution_computes_bits(record_copy: Path) -> None:
+    """A format-16 record declaring 12 bits gets at least 12, more if its samples need."""
+    hea = record_copy.with_suffix(".hea")
+    text = hea.read_text()
+    hea.write_text(text.replace(" 16 0 ", " 12 0 "))
+    header = read_header(hea)
+    assert reader._fast_path_applies(header) and header.layout.fmt16_bits_stored is None
+    (group,) = read_record(record_copy).groups
+    _assert_group_bits_cover(group)
+    assert all(bits >= 12 for bits in group.bits_stored)
+
+
+# --- skew: checksums over the samples as stored, samples de-skewed as wfdb does --------------
+
+def _skewed_record(directory: Path, skews: list[int], spf: list[int] | None = None,
+                   fmt: str = "212") -> Path:
+    """A record written by wfdb.wrsamp, its header then edited to declare skews.
+
+    The checksums wfdb wrote cover the samples as stored, which a skew does not change.
+    """
+    rng = np.random.default_rng(sum(skews))
+    n_frames = 300
+    spf = spf or [1] * len(skews)
+    signals = [rng.integers(-1000, 1000, n_frames * s) for s in spf]
+    if set(spf) == {1}:
+        wfdb.wrsamp("skewed", fs=250, units=["mV"] * len(skews),
+                    sig_name=[f"S{i}" for i in range(len(skews))],
+                    d_signal=np.stack(signals, axis=1).astype(np.int16), fmt=[fmt] * len(skews),
+                    adc_gain=[200.0] * len(skews), baseline=[0] * len(skews),
+                    write_dir=str(directory))
+    else:
+        wfdb.wrsamp("skewed", fs=250, units=["mV"] * len(skews),
+                    sig_name=[f"S{i}" for i in range(len(skews))],
+                    e_d_signal=[s.astype(np.int16) for s in signals], fmt=[fmt] * len(skews),
+                    samps_per_frame=spf, adc_gain=[200.0] * len(skews),
+                    baseline=[0] * len(skews), write_dir=str(directory))
+    hea = directory / "skewed.hea"
+    lines = hea.read_text().splitlines()
+    for i, skew in enumerate(skews):
+        fields = lines[1 + i].split(" ")
+        fields[1] += f":{skew}"
+        lines[1 + i] = " ".join(fields)
+    hea.write_text("\n".join(lines) + "\n")
+    return directory / "skewed"
+
+
+def test_skewed_212_record_equals_wfdb(tmp_path: Path) -> None:
+    """Three signals in format 212, two skewed: once refused as "checksum mismatch"."""
+    base = _skewed_record(tmp_path, [0, 4, 4])
+    assert ":4" in base.with_suffix(".hea").read_text()
+    (group,) = read_record(base).groups
+    # wfdb 4.3 fails on skew unsmoothed; with one sample per frame smoothing changes nothing
+    np.testing.assert_array_equal(group.samples, wfdb.rdrecord(str(base), physical=False).d_signal)
+    _assert_group_bits_cover(group)
+
+
+def test_unequal_skews_shift_each_signal(tmp_path: Path) -> None:
+    """Each signal moves by its own skew; the frames past the stored end are invalid.
+    (wfdb 4.3 fails on skews that differ from each other; the rule is the one it applies
+    when they are equal.)"""
+    base = _skewed_record(tmp_path, [0, 4, 7])
+    (group,) = read_record(base).groups
+    stored = wfdb.rdrecord(str(base), physical=False, ignore_skew=True).d_signal
+    for position, skew in enumerate([0, 4, 7]):
+        np.testing.assert_array_equal(group.samples[:300 - skew, position], stored[skew:, position])
+        assert (group.samples[300 - skew:, position] == FORMATS["212"].invalid_value).all()
+    _assert_group_bits_cover(group)
+
+
+def test_skewed_record_checksum_still_checked(tmp_path: Path) -> None:
+    base = _skewed_record(tmp_path, [0, 4, 7])
+    hea = base.with_suffix(".hea")
+    lines = hea.read_text().splitlines()
+    fields = lines[2].split(" ")
+    fields[6] = str(int(fields[6]) + 1)
+    lines[2] = " ".join(fields)
+    hea.write_text("\n".join(lines) + "\n")
+    assert_refused(base, "checksum mismatch on signal 'S1'")
+
+
+def test_skew_with_several_samples_per_frame(tmp_path: Path) -> None:
+    """A skew counts frames: k frames of a 2-sample-per-frame signal are 2k samples, and
+    every one of them past the stored end is the invalid value. (wfdb 4.3 cannot read this
+    record with smooth_frames=False: its de-skew of expanded signals fails.)"""
+    base = _skewed_record(tmp_path, [0, 3], spf=[1, 2], fmt="16")
+    record = read_record(base)
+    wide = next(g for g in record.groups if g.sampling_frequency == 500)
+    stored = wfdb.rdrecord(str(base), physical=False, smooth_frames=False,
+                           ignore_skew=True).e_d_signal[1]
+    np.testing.assert_array_equal(wide.samples[:-6, 0], stored[6:])
+    assert (wide.samples[-6:, 0] == FORMATS["16"].invalid_value).all()
+
+
+# --- format 8: first differences, width as the samples need ---------------------------------
+
+def _format8_record(directory: Path, samples: np.ndarray) -> Path:
+    """A one-signal format-8 record (wfdb cannot write format 8): its first differences."""
+    differences = np.diff(samples)
+    assert np.abs(differences).max() <= 127
+    (directory / "f8.dat").write_bytes(differences.astype(np.int8).tobytes())
+    checksum = int(samples[1:].sum()) & 0xFFFF
+    checksum = checksum - 0x10000 if checksum >= 0x8000 else checksum
+    (directory / "f8.hea").write_text(
+        f"f8 1 250 {len(differences)}\n"
+        f"f8.dat 8 200/mV 0 0 {samples[0]} {checksum} 0 ECG\n")
+    return directory / "f8"
+
+
+@pytest.mark.parametrize("start", [0, 40000])
+def test_format_8_width_follows_samples(tmp_path: Path, start: int) -> None:
+    """Format 8's running sum may pass 16 bits; then (only then) the samples are int32."""
+    ramp = start + np.cumsum(np.full(1000, 100))
+    base = _format8_record(tmp_path, ramp)
+    (group,) = read_record(base).groups
+    expected = wfdb.rdrecord(str(base), physical=False).d_signal[:, 0]
+    np.testing.assert_array_equal(group.samples[:, 0], expected)
+    wide = expected.max() > 32767
+    assert group.samples.dtype == np.dtype("<i4" if wide else "<i2")
+    _assert_group_bits_cover(group)
+
+
+def test_skewed_format_8_is_refused(tmp_path: Path) -> None:
+    base = _format8_record(tmp_path, np.arange(0, 500, 5))
+    hea = base.with_suffix(".hea")
+    hea.write_text(hea.read_text().replace(" 8 200/mV", " 8:2 200/mV"))
+    with pytest.raises(UnsupportedRecord, match="no invalid value"):
+        read_record(base)

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from .errors import RecordError
 from .fileio import Opener, read_file
+from .formats import FORMATS
 
 DEFAULT_GAIN = 200.0
 """WFDB's gain when the header gives none (adu per physical unit)."""
@@ -54,7 +55,7 @@ class SignalLayout:
     it is parsed once and shared: ``parse_header`` only splits each line and looks it up.
     """
 
-    __slots__ = ("common", "channels", "single_fmt16")
+    __slots__ = ("common", "channels", "single_fmt16", "declared_bits", "fmt16_bits_stored")
 
     def __init__(self, common: tuple[tuple, ...]) -> None:
         from .record import Channel
@@ -69,6 +70,23 @@ class SignalLayout:
         self.single_fmt16 = all(c[0] == "16" and c[1] == 1 and c[2] == 0 and c[3] == 0
                                 for c in common)
         """Every signal is plain format 16: the fast path applies if they share one file."""
+        self.declared_bits = tuple(_declared_bits(c[0], c[7]) for c in common)
+        """Per signal, the ADC resolution when the format can hold it, else 0 (unknown)."""
+        self.fmt16_bits_stored = (
+            tuple(16 for _ in common)
+            if self.single_fmt16 and all(b in (0, 16) for b in self.declared_bits) else None
+        )
+        """Bits stored of a fast-path record, known without looking at its samples (16 per
+        signal when every ADC resolution is 16 or unknown); None when some is narrower."""
+
+
+def _declared_bits(fmt: str, adc_resolution: int) -> int:
+    """The ADC resolution, when it is one the format's samples can have; else 0."""
+    signal_format = FORMATS.get(fmt)
+    if signal_format is None or adc_resolution < 1:
+        return 0
+    low, _ = signal_format.sample_range
+    return adc_resolution if adc_resolution <= (~low).bit_length() + 1 else 0
 
 
 @lru_cache(maxsize=1024)
@@ -111,6 +129,30 @@ class Header(NamedTuple):
 
 def read_header(hea_path: str | os.PathLike[str], opener: Opener | None = None) -> Header:
     """Read and parse ``hea_path``; any defect raises :class:`RecordError`."""
+    text, name = _read_header_text(hea_path, opener)
+    return parse_header(text, name)
+
+
+def read_any_header(hea_path: str | os.PathLike[str], opener: Opener | None = None
+                    ) -> Header | MultiSegmentHeader:
+    """The header at ``hea_path``, single- or multi-segment (``name/nseg`` record line)."""
+    text, name = _read_header_text(hea_path, opener)
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            if "/" in stripped.split(None, 1)[0]:
+                return parse_multi_segment_header(text, name)
+            break
+    return parse_header(text, name)
+
+
+def _read_header_text(hea_path: str | os.PathLike[str], opener: Opener | None
+                      ) -> tuple[str, str]:
+    """(text, file name) of a header: UTF-8, else Latin-1.
+
+    Headers are ASCII by intent, and older ones are Latin-1 in practice (a degree sign as
+    units); every byte string is Latin-1, so the text is kept intact either way.
+    """
     name = os.path.basename(hea_path)
     try:
         raw = read_file(os.fspath(hea_path), opener=opener)
@@ -121,30 +163,14 @@ def read_header(hea_path: str | os.PathLike[str], opener: Opener | None = None) 
     except OSError as exc:
         raise RecordError(f"cannot read header {name}: {exc.strerror}") from None
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RecordError(
-            f"header {name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
-            f"{exc.start})"
-        ) from None
-    return parse_header(text, name)
+        return raw.decode("utf-8"), name
+    except UnicodeDecodeError:
+        return raw.decode("latin-1"), name
 
 
 def parse_header(text: str, source: str = "header") -> Header:
     """Parse header text; ``source`` names the file in error messages."""
-    if "#" in text:
-        comments: list[str] = []
-        lines: list[str] = []
-        for line in text.splitlines():
-            stripped = line.strip()
-            if not stripped:
-                continue
-            if stripped.startswith("#"):
-                comments.append(stripped[1:].strip())
-                continue
-            lines.append(stripped)
-    else:
-        comments, lines = [], list(filter(None, map(str.strip, text.splitlines())))
+    comments, lines = _split_lines(text)
     if not lines:
         raise RecordError(f"{source}: no record line")
     record_name, n_signals, fs, n_samples, base_time, base_date = _parse_record_line(
@@ -159,6 +185,84 @@ def parse_header(text: str, source: str = "header") -> Header:
     signals = _parse_signal_lines(signal_lines[:n_signals], source)
     return Header(record_name, n_signals, fs, n_samples, base_time, base_date, *signals,
                   tuple(comments))
+
+
+class MultiSegmentHeader(NamedTuple):
+    """A multi-segment record's master header: its segments, each a record of its own."""
+
+    record_name: str
+    n_signals: int
+    fs: float
+    """Frames per second of the record (every segment's too)."""
+    n_frames: int | None
+    base_time: dt.time | None
+    base_date: dt.date | None
+    segments: tuple[tuple[str, int], ...]
+    """(segment name, frames) in order; ``~`` is a gap, a 0-frame segment a layout."""
+    comments: tuple[str, ...]
+
+    @property
+    def base_datetime(self) -> dt.datetime | None:
+        """Start of the recording, when the header gives both date and time."""
+        if self.base_time is None or self.base_date is None:
+            return None
+        return dt.datetime.combine(self.base_date, self.base_time)
+
+
+def parse_multi_segment_header(text: str, source: str = "header") -> MultiSegmentHeader:
+    """Parse a master header: ``name/nseg nsig fs [nframes [time [date]]]``, then one
+    ``segname nframes`` line per segment."""
+    comments, lines = _split_lines(text)
+    if not lines:
+        raise RecordError(f"{source}: no record line")
+    first, _, rest = lines[0].partition(" ")
+    name, _, n_segments_text = first.partition("/")
+    try:
+        n_segments = int(n_segments_text)
+    except ValueError:
+        raise RecordError(f"{source}: bad segment count {n_segments_text!r}") from None
+    if n_segments < 1:
+        raise RecordError(f"{source}: record has no segments")
+    record_name, n_signals, fs, n_frames, base_time, base_date = _parse_record_line(
+        f"{name} {rest}", source
+    )
+    segment_lines = lines[1:]
+    if len(segment_lines) < n_segments:
+        raise RecordError(
+            f"{source}: record line declares {n_segments} segments but {len(segment_lines)} "
+            f"segment lines follow"
+        )
+    segments = []
+    for line in segment_lines[:n_segments]:
+        fields = line.split()
+        try:
+            if len(fields) != 2:
+                raise ValueError
+            frames = int(fields[1])
+            if frames < 0:
+                raise ValueError
+        except ValueError:
+            raise RecordError(f"{source}: bad segment line {line!r}") from None
+        segments.append((fields[0], frames))
+    return MultiSegmentHeader(record_name, n_signals, fs, n_frames, base_time, base_date,
+                              tuple(segments), tuple(comments))
+
+
+def _split_lines(text: str) -> tuple[list[str], list[str]]:
+    """(comments, other non-empty lines) of header text, stripped."""
+    if "#" not in text:
+        return [], list(filter(None, map(str.strip, text.splitlines())))
+    comments: list[str] = []
+    lines: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            comments.append(stripped[1:].strip())
+            continue
+        lines.append(stripped)
+    return comments, lines
 
 
 _layouts_by_fields: dict[tuple[tuple[str, ...], ...], SignalLayout] = {}
@@ -204,7 +308,7 @@ def _parse_record_line(
     fields = line.split()
     name = fields[0]
     if "/" in name:
-        raise RecordError(f"{source}: multi-segment records ({name}) are not supported")
+        raise RecordError(f"{source}: {name} is a multi-segment record, not a segment")
     try:
         n_signals = int(fields[1]) if len(fields) > 1 else 0
     except ValueError:

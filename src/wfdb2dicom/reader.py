@@ -13,7 +13,9 @@ header checksums unless told not to.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,9 +23,9 @@ import numpy as np
 
 from .errors import RecordError, UnsupportedRecord
 from .fileio import Opener, read_file
-from .formats import FORMATS
-from .header import Header, SignalSpec, read_header
-from .record import EcgRecord, MultiplexGroup
+from .formats import FORMATS, bits_for_range
+from .header import Header, MultiSegmentHeader, SignalSpec, read_any_header, read_header
+from .record import EcgRecord, MultiplexGroup, RecordSegment
 
 
 def record_base(path: str | Path) -> Path:
@@ -36,21 +38,95 @@ def record_base(path: str | Path) -> Path:
 
 def read_record(path: str | Path, *, verify_checksums: bool = True,
                 opener: Opener | None = None) -> EcgRecord:
-    """Read the record at ``path`` (no extension needed); defects raise ``RecordError``.
+    """Read the single-segment record at ``path`` (no extension needed); defects raise
+    ``RecordError``.
 
     ``opener`` opens each of the record's files (see :data:`~wfdb2dicom.fileio.Opener`).
     """
+    base = _base(path)
+    return _read_single_segment(base, read_header(base + ".hea", opener), verify_checksums,
+                                opener)
+
+
+def read_segments(path: str | Path, *, verify_checksums: bool = True,
+                  opener: Opener | None = None) -> Iterator[RecordSegment]:
+    """The record at ``path`` as segments, read one at a time (memory: one segment).
+
+    A single-segment record is one segment. A multi-segment record (fixed or variable
+    layout) yields each segment that has samples, read as a record of its own with its own
+    header (gain, units... of a variable layout's segment), skipping gaps (``~``) and layout
+    segments (0 frames). Before the first segment is read, every segment's header and
+    signal files must be there: a record with one absent is refused, naming the file, before
+    anything is made of it.
+    """
+    base = _base(path)
+    header = read_any_header(base + ".hea", opener)
+    if isinstance(header, Header):
+        yield RecordSegment(1, 0, header.fs,
+                            _read_single_segment(base, header, verify_checksums, opener))
+        return
+    directory = os.path.dirname(base)
+    planned = _plan_segments(directory, header, opener)
+    start = header.base_datetime
+    for index, start_frame, segment_base, segment_header in planned:
+        record = _read_single_segment(segment_base, segment_header, verify_checksums, opener)
+        offset = dt.timedelta(microseconds=round(start_frame * 1_000_000 / header.fs))
+        yield RecordSegment(index, start_frame, header.fs, record._replace(
+            base_datetime=None if start is None else start + offset,
+            comments=tuple(dict.fromkeys(header.comments + record.comments)),
+        ))
+
+
+def _base(path: str | Path) -> str:
     base = os.fspath(path)
-    if base.endswith((".hea", ".dat")):
-        base = base[:-4]
-    header = read_header(base + ".hea", opener)
+    return base[:-4] if base.endswith((".hea", ".dat")) else base
+
+
+def _plan_segments(directory: str, header: MultiSegmentHeader, opener: Opener | None
+                   ) -> list[tuple[int, int, str, Header]]:
+    """(index, start frame, path, header) of each segment with samples, every file checked."""
+    planned = []
+    start_frame = 0
+    for index, (name, frames) in enumerate(header.segments, start=1):
+        if name != "~" and frames > 0:
+            if "/" in name or "\\" in name or name in (".", ".."):
+                raise RecordError(f"segment {name!r} is not in the record's directory")
+            segment_base = os.path.join(directory, name)
+            segment = read_header(segment_base + ".hea", opener)
+            if segment.fs != header.fs:
+                raise RecordError(
+                    f"segment {name} runs at {segment.fs:g} frames/s, the record at "
+                    f"{header.fs:g}")
+            if segment.n_samples is not None and segment.n_samples != frames:
+                raise RecordError(
+                    f"segment {name} has {segment.n_samples} frames, the record header says "
+                    f"{frames}")
+            _check_signals(segment)
+            for file_name in dict.fromkeys(segment.file_names):
+                if not os.path.exists(os.path.join(directory, file_name)):
+                    raise RecordError(f"missing signal file {file_name} (segment {name})")
+            planned.append((index, start_frame, segment_base, segment))
+        start_frame += frames
+    if not planned:
+        raise RecordError(f"multi-segment record {header.record_name} has no segment with "
+                          f"samples")
+    return planned
+
+
+def _read_single_segment(base: str, header: Header, verify_checksums: bool,
+                         opener: Opener | None) -> EcgRecord:
+    if set(header.file_names) == {"~"} and not header.n_samples:
+        raise RecordError(f"{header.record_name} is a layout header: it lists the signals of a "
+                          f"multi-segment record and holds no samples")
     _check_signals(header)
     if _fast_path_applies(header):
         samples = _read_fmt16_single_file(base, header, opener)
         if verify_checksums:
             _verify_checksums(header, column_sums(samples))
+        bits_stored = header.layout.fmt16_bits_stored or _bits_stored(
+            header.layout.declared_bits, samples.T)
         groups: tuple[MultiplexGroup, ...] = (
-            MultiplexGroup(header.fs, header.layout.channels, samples),
+            MultiplexGroup(header.fs, header.layout.channels, samples, bits_stored),
         )
     else:
         if opener is not None:  # wfdb opens the files itself: let the opener see them first
@@ -60,9 +136,9 @@ def read_record(path: str | Path, *, verify_checksums: bool = True,
                 except OSError:  # missing or unreadable: reading reports it below
                     pass
         columns = _read_columns_with_wfdb(Path(base), header)
-        if verify_checksums:
+        if verify_checksums:  # WFDB's checksums cover the samples as stored, before de-skew
             _verify_checksums(header, [int(c.sum(dtype=np.int64)) for c in columns])
-        groups = _group_by_rate(header, columns)
+        groups = _group_by_rate(header, _deskew(header, columns))
     return EcgRecord(
         name=header.record_name,
         groups=groups,
@@ -142,7 +218,7 @@ def _expected_file_sizes(header: Header) -> dict[str, tuple[int, str]]:
 
 
 def _read_columns_with_wfdb(base: Path, header: Header) -> list[np.ndarray]:
-    """Per-signal digital samples, in header order."""
+    """Per-signal digital samples as stored (not de-skewed), in header order."""
     for name in dict.fromkeys(s.file_name for s in header.signals):
         path = base.with_name(name)
         if not path.exists():
@@ -155,8 +231,9 @@ def _read_columns_with_wfdb(base: Path, header: Header) -> list[np.ndarray]:
     import wfdb  # deferred: costs ~0.3 s to import and the fast path never needs it
 
     multi_rate = len({s.samples_per_frame for s in header.signals}) > 1
-    try:
-        rec = wfdb.rdrecord(str(base), physical=False, smooth_frames=not multi_rate)
+    try:  # samples as stored: _deskew aligns them after the checksums are verified
+        rec = wfdb.rdrecord(str(base), physical=False, smooth_frames=not multi_rate,
+                            ignore_skew=True)
     except Exception as exc:  # wfdb raises many types for corrupt input
         raise RecordError(f"wfdb cannot read the record: {type(exc).__name__}: {exc}") from None
     if multi_rate:
@@ -174,22 +251,59 @@ def _read_columns_with_wfdb(base: Path, header: Header) -> list[np.ndarray]:
     return per_channel
 
 
+def _deskew(header: Header, columns: list[np.ndarray]) -> list[np.ndarray]:
+    """Align skewed signals with the others, as wfdb does.
+
+    A signal with skew ``k`` has its sample of frame ``t`` stored at frame ``t + k``: its
+    de-skewed samples are the stored ones from frame ``k`` on, and its last ``k`` frames,
+    which the file does not hold, are the format's invalid value: every sample of those
+    frames, for a signal with several samples per frame (wfdb 4.3 fails on that case).
+    """
+    if not any(spec.skew for spec in header.signals):
+        return columns
+    aligned = []
+    for spec, column in zip(header.signals, columns, strict=True):
+        if spec.skew:
+            invalid = FORMATS[spec.fmt].invalid_value if spec.fmt in FORMATS else None
+            if invalid is None:
+                raise UnsupportedRecord(
+                    f"signal {spec.description!r} is skewed in format {spec.fmt}, which has "
+                    f"no invalid value to mark the frames it lacks")
+            shift = min(spec.skew * spec.samples_per_frame, len(column))
+            column = np.concatenate(
+                [column[shift:], np.full(shift, invalid, dtype=column.dtype)])
+        aligned.append(column)
+    return aligned
+
+
+def _bits_stored(declared_bits: Sequence[int], columns: Sequence[np.ndarray]
+                 ) -> tuple[int, ...]:
+    """Per signal, the bits its samples need, never less than its declared ADC resolution."""
+    return tuple(
+        max(declared, bits_for_range(column.min(), column.max()) if column.size else 1)
+        for declared, column in zip(declared_bits, columns, strict=True)
+    )
+
+
 def _group_by_rate(header: Header, columns: list[np.ndarray]) -> tuple[MultiplexGroup, ...]:
-    """One multiplex group per samples-per-frame value, in order of first appearance."""
+    """One multiplex group per samples-per-frame value, in order of first appearance.
+
+    Samples are int16 unless a signal needs more bits (formats 24, 32, 524, a format-8
+    signal that wanders far): then the group is int32, losslessly either way.
+    """
     groups: dict[int, list[int]] = {}
     for index, spec in enumerate(header.signals):
         groups.setdefault(spec.samples_per_frame, []).append(index)
     result = []
     for spf, indices in groups.items():
-        stacked = np.stack([columns[i] for i in indices], axis=1)
-        if stacked.size and (stacked.min() < -32768 or stacked.max() > 32767):
-            raise UnsupportedRecord(
-                "samples exceed the 16-bit range of DICOM ECG waveforms (format "
-                f"{header.signals[indices[0]].fmt})"
-            )
-        samples = np.ascontiguousarray(stacked, dtype="<i2")
+        bits_stored = _bits_stored([header.layout.declared_bits[i] for i in indices],
+                                   [columns[i] for i in indices])
+        dtype = "<i2" if max(bits_stored) <= 16 else "<i4"
+        samples = np.empty((len(columns[indices[0]]), len(indices)), dtype=dtype)
+        for position, i in enumerate(indices):
+            samples[:, position] = columns[i]
         channels = tuple(header.layout.channels[i] for i in indices)
-        result.append(MultiplexGroup(header.fs * spf, channels, samples))
+        result.append(MultiplexGroup(header.fs * spf, channels, samples, bits_stored))
     return tuple(result)
 
 
