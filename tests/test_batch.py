@@ -37,7 +37,7 @@ EXPECTED_ERRORS = {
     "corrupt_header": "RecordError: ",
     "checksum_mismatch": "RecordError: checksum mismatch",
     "non_utf8_header": "RecordError: ",
-    "non_ecg_signal": "UnsupportedRecord: ",
+    "numerics_only": "UnsupportedRecord: no signal of the record fits a DICOM waveform IOD",
     "missing_metadata": "Missing df_info row for study_id",
 }
 """How each defect of the synthetic corpus is reported (a prefix; the last one exactly)."""

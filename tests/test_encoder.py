@@ -98,8 +98,9 @@ def test_stage_by_stage_conversion_equals_one_at_a_time(demo_corpus, demo_metada
     steps: list[int] = []
     results = convert_many_to_parts(jobs, before=steps.append)
     assert isinstance(results[2], RecordError) and "missing header" in str(results[2])
-    for (path, metadata, _), parts in zip(jobs, results, strict=True):
+    for (path, metadata, _), result in zip(jobs, results, strict=True):
         if path.name != "missing":
-            assert_identical(b"".join(parts), convert_to_bytes(path, metadata), path.name)
+            assert_identical(b"".join(result.single_parts()), convert_to_bytes(path, metadata),
+                             path.name)
     # read, map, check and encode for each good record; only the read for the missing one
     assert steps == [0, 1, 2, 3, 4] + [0, 1, 3, 4] * 3

@@ -63,6 +63,9 @@ GROUP_LABELS = {SignalClass.ECG: "RHYTHM", SignalClass.PRESSURE: "PRESSURE",
                 SignalClass.PULSE: "PLETH", SignalClass.RESPIRATION: "RESPIRATION"}
 """Multiplex Group Label of each class's groups (numbered when an object has several)."""
 
+HD_BODY_PART = "HEART"
+"""Body Part Examined of the hemodynamic and arterial pulse objects (CID 4031 Heart)."""
+
 STUDY_ID_MAX = 16
 """Study ID is SH: a longer study key goes in Study Description (LO, 64) instead."""
 
@@ -407,6 +410,10 @@ def _object_plan(iod: WaveformIod, common: _CommonValues, start: dt.datetime, se
     ]
     if common.age:
         attributes.append(("PatientAge", common.age))
+    if iod.modality == "HD":
+        # General Series: Laterality is Type 2C, for a paired body part; naming the part
+        # (the circulation, unpaired) is how dciodvfy knows it must be absent.
+        attributes.append(("BodyPartExamined", HD_BODY_PART))
     attributes += [
         ("StudyInstanceUID", common.study_uid),
         ("SeriesInstanceUID", series_uid),
@@ -414,6 +421,7 @@ def _object_plan(iod: WaveformIod, common: _CommonValues, start: dt.datetime, se
         ("SeriesNumber", str(iod.series_number)),
         ("InstanceNumber", str((segment - 1) * 100000 + part)),
     ]
+
     # Acquisition Context (TID 3401 items only where known; nothing is known here) and the
     # Waveform module are added by the encoders from ``groups``.
     return ObjectPlan(

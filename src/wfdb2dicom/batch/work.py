@@ -135,11 +135,11 @@ class TaskRunner:
         the group (samples included) alive until the garbage collector came by; here it dies
         with this call.
         """
-        parts, converted[index] = converted[index], None
-        if isinstance(parts, Exception):
-            return FAILED, describe_exception(parts)
+        result, converted[index] = converted[index], None
+        if isinstance(result, Exception):
+            return FAILED, describe_exception(result)
         try:
-            self._write(self.layout.output(rel), parts)  # makes its directory
+            self._write(self.layout.output(rel), result.single_parts())  # makes its directory
         except Exception as exc:
             return FAILED, describe_exception(exc)
         return DONE, None
