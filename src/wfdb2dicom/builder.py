@@ -351,6 +351,9 @@ def plan_record(
                                 annotations if part == 1 else ())
             objects.append(PlannedObject(plan, spec.iod.key, spec.iod.file_suffix,
                                          spec.iod.modality, index, part, start, channels))
+    # In time order; at one start, in the order of the classes (ECG first).
+    order = {spec.iod.key: position for position, spec in enumerate(layout.objects)}
+    objects.sort(key=lambda o: (o.start, order[o.iod_key]))
     return RecordPlan(tuple(objects), left_out)
 
 

@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from .convert import convert_record, convert_record_to_directory, is_directory_target
+    from .convert import write_record
     from .metadata import MetadataTable
 
     options = conversion_options(args)
@@ -95,14 +95,13 @@ def run_convert(args: argparse.Namespace) -> int:
             table = MetadataTable.load(args.metadata)
         for warning in caught:
             print(f"wfdb2dicom convert: warning: {warning.message}", file=sys.stderr)
-    if is_directory_target(args.output):
-        paths = convert_record_to_directory(args.record, args.output, table,
-                                            study_id=args.study_id, options=options)
-    else:
-        paths = [convert_record(args.record, args.output, table, study_id=args.study_id,
-                                options=options)]
-    for path in paths:
+    written = write_record(args.record, args.output, table, study_id=args.study_id,
+                           options=options)
+    for path in written.paths:
         print(path)
+    for signal in written.left_out:
+        print(f"wfdb2dicom convert: note: signal {signal.label!r} (segment {signal.segment}) "
+              f"left out: {signal.reason}", file=sys.stderr)
     return 0
 
 

@@ -289,7 +289,7 @@ def convert_record(
 ) -> Path:
     """Convert a record that makes one object to the file ``out_path``; nothing is written
     unless conversion succeeds. A record that makes several objects is refused with
-    :class:`~wfdb2dicom.builder.SeveralObjects` (see :func:`convert_record_to_directory`)."""
+    :class:`~wfdb2dicom.builder.SeveralObjects` (see :func:`write_record`)."""
     write_atomic(out_path, convert_to_parts(record_path, metadata, study_id=study_id,
                                             options=options))
     return Path(out_path)
@@ -301,33 +301,45 @@ def is_directory_target(out_path: str | Path) -> bool:
     return text.endswith(("/", os.sep)) or os.path.isdir(text)
 
 
-def convert_record_to_directory(
+class WrittenRecord(NamedTuple):
+    paths: list[Path]
+    """The files written, in time order."""
+    left_out: list[LeftOutSignal]
+
+
+def write_record(
     record_path: str | Path,
-    out_dir: str | Path,
+    out_path: str | Path,
     metadata: StudyMetadata | MetadataTable | None = None,
     *,
     study_id: str | None = None,
     options: ConversionOptions | None = None,
-) -> list[Path]:
-    """Convert every object of a record into ``out_dir`` (made if missing); the paths, in
-    time order. Files are named by :func:`object_file_name` with the record's name as stem.
-    The record converts whole or not at all: files written before a failure are removed.
+) -> WrittenRecord:
+    """Convert one record: what ``wfdb2dicom convert -o OUT`` does.
+
+    ``out_path`` a directory (:func:`is_directory_target`; made if missing): every object
+    goes there, named by :func:`object_file_name` with the record's name as stem. Else a
+    file, for a record that makes one object (else :class:`SeveralObjects`). The record
+    converts whole or not at all: files written before a failure are removed.
     """
     (result,) = convert_many_to_parts([(record_path, metadata, study_id)], options=options)
     if isinstance(result, Exception):
         raise result
+    if not is_directory_target(out_path):
+        write_atomic(out_path, result.single_parts())
+        return WrittenRecord([Path(out_path)], result.left_out)
     stem = record_base(record_path).name
     written: list[Path] = []
     try:
         for converted in result.objects:
-            path = Path(out_dir) / object_file_name(stem, converted.info, result.several)
+            path = Path(out_path) / object_file_name(stem, converted.info, result.several)
             write_atomic(path, converted.parts)
             written.append(path)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    return written
+    return WrittenRecord(written, result.left_out)
 
 
 def wfdb_to_dicom_ecg_phase1(
