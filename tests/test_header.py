@@ -63,10 +63,26 @@ def test_defaults_per_spec() -> None:
         ("", "no record line"),
         ("r x 500\n", "bad signal count"),
         ("r 2 500 10\nr.dat 16 200 16 0 0 0 0 I\n", "declares 2 signals but 1"),
+        # A signal count too small would drop a signal unseen (issue 13, property test).
+        ("r 1 500 10\nr.dat 16 200 16 0 0 0 0 I\nr.dat 16 200 16 0 0 0 0 II\n",
+         "declares 1 signals but 2"),
         ("r 1 500 10 25:99:00\nr.dat 16\n", "bad base time"),
         ("r 1 500 10 10:00:00 31/02/2100\nr.dat 16\n", "bad base date"),
         ("r 1 500 10\nr.dat 16 abc\n", "bad gain"),
         ("r/2 1 500 10\n", "multi-segment"),
+        ("r\x1b 1 500 10\nr.dat 16\n", "bad record name"),
+        ("\x80 1 500 10\nr.dat 16\n", "bad record name"),
+        ("\u00b9 1 500 10\nr.dat 16\n", "bad record name"),
+        # Numbers that overflow or are not finite (issue 13, item 7): OverflowError escaped.
+        ("r 1 500 10 99999999999:00:00\nr.dat 16\n", "bad base time"),
+        ("r 1 500 10 -2147483649\nr.dat 16\n", "bad base time"),
+        ("r 1 500 10 08:35:inf\nr.dat 16\n", "bad base time"),
+        ("r 1 500 10 08:35:nan\nr.dat 16\n", "bad base time"),
+        ("r 1 500 10 1e400\nr.dat 16\n", "bad base time"),
+        ("r 1 500 10 10:00:00 1/1/99999999999\nr.dat 16\n", "bad base date"),
+        ("r 1 500 10 10:00:00 1/1/-99999999999999999999\nr.dat 16\n", "bad base date"),
+        ("r 1 1e999 10\nr.dat 16\n", "bad sampling frequency"),
+        ("r 1 500 10\nr.dat 16 1e999\n", "bad gain"),
     ],
 )
 def test_corrupt_headers_give_one_line_reason(text: str, reason: str) -> None:

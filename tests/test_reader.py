@@ -120,6 +120,13 @@ def test_signal_file_outside_record_dir(record_copy: Path) -> None:
     assert_refused(record_copy, "not in the record's directory")
 
 
+def test_signal_file_name_with_nul(record_copy: Path) -> None:
+    """Found by tests/test_convert_properties.py: os.open raised ValueError (exit 3)."""
+    hea = record_copy.with_suffix(".hea")
+    hea.write_text(hea.read_text().replace("test01_00s.dat", "test01\x00.dat", 1))
+    assert_refused(record_copy, "holds a NUL character")
+
+
 @pytest.mark.parametrize("shape", [(5000, 12), (4001, 3), (997, 2), (650000, 2), (1, 1)])
 def test_column_sums_match_numpy_mod_16_bits(shape) -> None:
     samples = np.random.default_rng(1).integers(-32768, 32768, shape).astype("<i2")

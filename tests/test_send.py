@@ -1,4 +1,5 @@
-"""``wfdb2dicom send`` against a real Orthanc: C-STORE and STOW-RS, ledger, failures, outages.
+"""``wfdb2dicom send`` against a real Orthanc: C-STORE and STOW-RS, ledger, failures, outages;
+and against DCMTK's storescp: a peer that accepts only Implicit VR Little Endian, or no context.
 
 The objects are real conversions (the synthetic MIMIC-shaped corpus, and PhysioNet records
 that give the 12-lead, General and Ambulatory ECG classes) plus a vendor ECG, so every
@@ -10,16 +11,25 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
+import os
 import shutil
+import socket
 import sqlite3
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pynetdicom
 import pytest
+from pydicom.uid import UID, ImplicitVRLittleEndian
+from pydicom.waveforms import multiplex_array
 
+from conftest import IN_CI, require_tool
 from orthanc_server import OrthancServer, free_port, require_dicomweb
 from wfdb2dicom import send
 from wfdb2dicom.errors import ConversionError
@@ -385,6 +395,177 @@ def test_dicomweb_auth_sources(tmp_path) -> None:
     netrc_file = tmp_path / "netrc"
     netrc_file.write_text("machine other login a password b\n")
     assert header(dicomweb_auth("127.0.0.1", netrc_file, environ={})) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# transfer syntaxes and presentation contexts (DCMTK storescp)
+
+STORESCP_AET = "STORESCP"
+
+STORESCP_PROFILES = r"""
+[[TransferSyntaxes]]
+[Uncompressed]
+TransferSyntax1 = LittleEndianExplicit
+TransferSyntax2 = LittleEndianImplicit
+
+[[PresentationContexts]]
+[TwelveLeadECG]
+PresentationContext1 = 1.2.840.10008.5.1.4.1.1.9.1.1\Uncompressed
+[VerificationOnly]
+PresentationContext1 = 1.2.840.10008.1.1\Uncompressed
+
+[[Profiles]]
+[TwelveLeadOnly]
+PresentationContexts = TwelveLeadECG
+[NoStorage]
+PresentationContexts = VerificationOnly
+"""
+"""storescp profiles (``-xf FILE PROFILE``): one ECG class only, and no storage class at all."""
+
+
+def dcmtk_storescp() -> str:
+    """DCMTK's storescp. pynetdicom installs a Python app of the same name (no ``+xi``, no
+    ``-xf``) that may come first on PATH, so each ``storescp`` on PATH is asked who it is."""
+    first = require_tool("storescp")  # none at all: fails in CI, skips elsewhere
+    candidates = [first] + [os.path.join(d, "storescp") for d in os.get_exec_path()]
+    for candidate in dict.fromkeys(candidates):
+        if not os.access(candidate, os.X_OK):
+            continue
+        version = subprocess.run([candidate, "--version"], capture_output=True, text=True,
+                                 timeout=60, check=False)
+        if "dcmtk" in (version.stdout + version.stderr).lower():
+            return candidate
+    message = "DCMTK's storescp is not on PATH (apt-get install dcmtk)"
+    if IN_CI:
+        pytest.fail(f"{message}; CI must install it (see .ci/run)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def storescp_executable() -> str:
+    return dcmtk_storescp()
+
+
+@contextmanager
+def storescp(executable: str, workdir: Path, *options: str) -> Iterator[tuple[str, Path]]:
+    """A DCMTK storescp on a free port: ``(destination URL, folder of received files)``.
+
+    storescp 3.6.7 cannot bind to one interface: it listens on all of them while a test runs.
+    """
+    received = workdir / "received"
+    received.mkdir(parents=True)
+    port = free_port()
+    with open(workdir / "storescp.log", "wb") as log:
+        process = subprocess.Popen(
+            [executable, *options, "--aetitle", STORESCP_AET, "--output-directory",
+             str(received), str(port)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"storescp exited ({process.returncode}): "
+                            + (workdir / "storescp.log").read_text(errors="replace"))
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("storescp did not listen within 15s")
+                time.sleep(0.05)
+        yield f"dicom://{STORESCP_AET}@127.0.0.1:{port}", received
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def _by_uid(files) -> dict[str, pydicom.Dataset]:
+    datasets = [pydicom.dcmread(f) for f in files]
+    return {str(ds.SOPInstanceUID): ds for ds in datasets}
+
+
+def _split_private(ds: pydicom.Dataset) -> dict:
+    """Remove the private elements, returning their value bytes as stored.
+
+    Implicit VR carries no VR, and the receiver knows no vendor's private dictionary: it reads
+    them back as UN. Their values must still be the same bytes (``get_item`` gives them raw;
+    pydicom gives an empty value as ``b''`` or ``None``).
+    """
+    private = {tag: ds.get_item(tag).value or b"" for tag in ds.keys() if tag.is_private}
+    for tag in private:
+        del ds[tag]
+    return private
+
+
+def test_cstore_to_implicit_vr_only_peer_reencodes_losslessly(storescp_executable, objects,
+                                                                tmp_path, monkeypatch) -> None:
+    run = make_run(tmp_path, objects)
+    associations = count_associations(monkeypatch)
+    with storescp(storescp_executable, tmp_path, "+xi") as (url, received):
+        summary = send_run(run.csv, url, batch_size=5, progress=False, **FAST_RETRY)
+    assert (summary.sent, summary.failed) == (len(objects), 0), run.failure_lines()
+    assert len(associations) == 1
+
+    ours, theirs = _by_uid(run.files), _by_uid(received.iterdir())
+    assert set(theirs) == set(ours)
+    for uid, mine in ours.items():
+        got = theirs[uid]
+        assert got.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian  # re-encoded, sent
+        assert got.original_encoding == (True, True)  # and stored as received
+        for index, (sent, arrived) in enumerate(zip(mine.WaveformSequence,
+                                                    got.WaveformSequence, strict=True)):
+            assert arrived["WaveformData"].VR == "OW" and arrived.WaveformData == sent.WaveformData
+            assert arrived.get("WaveformPaddingValue") == sent.get("WaveformPaddingValue")
+            samples = multiplex_array(mine, index, as_raw=True)
+            stored = multiplex_array(got, index, as_raw=True)
+            assert stored.dtype == samples.dtype and np.array_equal(stored, samples)
+        assert _split_private(got) == _split_private(mine)
+        assert got == mine, uid  # every public element: same VR, same value
+
+
+def test_some_classes_refused_is_said_per_object(storescp_executable, objects, tmp_path,
+                                                 monkeypatch) -> None:
+    """A peer with no context for an object's SOP class: that object fails with the reason,
+    the others go on the same association."""
+    config = tmp_path / "storescp.cfg"
+    config.write_text(STORESCP_PROFILES)
+    run = make_run(tmp_path, objects)
+    associations = count_associations(monkeypatch)
+    with storescp(storescp_executable, tmp_path, "-xf", str(config), "TwelveLeadOnly") as (
+        url, received
+    ):
+        summary = send_run(run.csv, url, batch_size=5, progress=False, **FAST_RETRY)
+    classes = {str(ds.SOPInstanceUID): ds.SOPClassUID for ds in _by_uid(run.files).values()}
+    twelve_lead = {uid for uid, c in classes.items() if c == send.ECG_STORAGE_SOP_CLASSES[0]}
+    assert set(_by_uid(received.iterdir())) == twelve_lead
+    assert len(associations) == 1
+    assert dict(summary.failures) == {"Rejected": len(objects) - len(twelve_lead)}
+    class_of = {study_id: pydicom.dcmread(path).SOPClassUID for study_id, path in objects}
+    for study_id, _, reason in run.failure_lines():
+        assert reason == (f"Rejected: no presentation context accepted for "
+                          f"{class_of[study_id].name} by {url.split('//')[1]} "
+                          f"(abstract syntax not supported)")
+
+
+def test_no_context_accepted_is_said_and_not_retried(storescp_executable, objects, tmp_path,
+                                                     monkeypatch) -> None:
+    """The peer accepts the association but no context: pynetdicom aborts it, which is not a
+    transient failure (the same proposal gets the same answer)."""
+    config = tmp_path / "storescp.cfg"
+    config.write_text(STORESCP_PROFILES)
+    run = make_run(tmp_path, objects[:4] + objects[-4:])
+    associations = count_associations(monkeypatch)
+    started = time.monotonic()
+    with storescp(storescp_executable, tmp_path, "-xf", str(config), "NoStorage") as (url, _):
+        summary = send_run(run.csv, url, batch_size=3, retries=3, retry_delay=30, progress=False)
+    assert time.monotonic() - started < 20, "no backoff: not retried"
+    assert len(associations) == 1
+    assert dict(summary.failures) == {"Rejected": 8} and summary.sent == 0
+    names = ", ".join(UID(c).name for c in send.ECG_STORAGE_SOP_CLASSES)
+    expected = (f"Rejected: no presentation context accepted by {url.split('//')[1]} "
+                f"for {names} (abstract syntax not supported)")
+    assert {fields[2] for fields in run.failure_lines()} == {expected}
 
 
 # ---------------------------------------------------------------------------------------------

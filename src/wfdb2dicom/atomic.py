@@ -33,28 +33,61 @@ def temp_prefix(path: str | os.PathLike[str]) -> str:
     return f".{os.path.basename(path)}."
 
 
-def _open_temp(path: str) -> tuple[int, str]:
+def _open_temp(path: str) -> tuple[int, str, tuple[str, ...]]:
     """Create this process's temporary file for ``path``; mode 0666 less the umask.
 
-    The directory is made only when the first attempt finds it missing: one system call
-    fewer per file when it exists.
+    Also returns the directories made for it (outermost first), for the caller to remove if
+    the write fails: a failed write leaves nothing behind. The directory is made only when
+    the first attempt finds it missing: one system call fewer per file when it exists.
     """
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name}.{_pid}.tmp")
+    made: tuple[str, ...] = ()
     try:
-        return os.open(tmp, _OPEN_FLAGS, 0o666), tmp
+        return os.open(tmp, _OPEN_FLAGS, 0o666), tmp, made
     except FileNotFoundError:
         if not directory:
             raise
-        try:
-            os.mkdir(directory)  # usually only the last level is missing
-        except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)
-        except FileExistsError:  # made meanwhile by another process
-            pass
+        made = _make_directories(directory)
     except FileExistsError:  # left by a killed process that had our pid
         os.unlink(tmp)
-    return os.open(tmp, _OPEN_FLAGS, 0o666), tmp
+    try:
+        return os.open(tmp, _OPEN_FLAGS, 0o666), tmp, made
+    except BaseException:
+        _remove_directories(made)
+        raise
+
+
+def _make_directories(directory: str) -> tuple[str, ...]:
+    """``os.makedirs`` that says which directories it made (outermost first)."""
+    try:
+        os.mkdir(directory)  # usually only the last level is missing
+        return (directory,)
+    except FileExistsError:  # made meanwhile by another process
+        return ()
+    except FileNotFoundError:
+        parent = os.path.dirname(directory)
+        if not parent or parent == directory:
+            raise
+    made = _make_directories(parent)
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        return made
+    except BaseException:
+        _remove_directories(made)
+        raise
+    return (*made, directory)
+
+
+def _remove_directories(made: tuple[str, ...]) -> None:
+    """Remove what :func:`_make_directories` made, innermost first, while they are empty
+    (another writer may have put a file there meanwhile)."""
+    for directory in reversed(made):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            return
 
 
 def write_atomic(
@@ -63,7 +96,7 @@ def write_atomic(
     """Write ``data`` (bytes, or pieces to write in order) to ``path`` so that no partial
     file is ever visible there."""
     path = os.fspath(path)
-    fd, tmp = _open_temp(path)
+    fd, tmp, made = _open_temp(path)
     try:
         try:
             _write_all(fd, data)
@@ -72,6 +105,7 @@ def write_atomic(
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
+        _remove_directories(made)
         raise
 
 
@@ -107,7 +141,7 @@ def atomic_file(path: str | os.PathLike[str], *, binary: bool = False) -> Iterat
     (Windows refuses to replace a file that is open).
     """
     path = os.fspath(path)
-    fd, tmp = _open_temp(path)
+    fd, tmp, made = _open_temp(path)
     try:
         if binary:
             with open(fd, "wb", closefd=True) as handle:
@@ -118,6 +152,7 @@ def atomic_file(path: str | os.PathLike[str], *, binary: bool = False) -> Iterat
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
+        _remove_directories(made)
         raise
 
 

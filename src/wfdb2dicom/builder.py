@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.valuerep import format_number_as_ds
 
 from .caching import identity_cache
-from .errors import MetadataError, UnsupportedRecord
+from .errors import MetadataError, RecordError, UnsupportedRecord
 from .formats import FORMATS
 from .iods import GroupShape, WaveformIod, iods_for
 from .metadata import StudyMetadata, normalise_study_id
@@ -44,6 +44,7 @@ from .object_plan import (
 from .record import Channel, EcgRecord, MultiplexGroup, RecordSegment
 from .signal_classes import SignalClass, channel_source, classify, units_code
 from .uids import derive_uid
+from .vr import checked_date, checked_text, encoded_length
 
 # Waveform Annotation concepts for MIMIC's machine measurements: (MDC code, meaning, unit).
 _MS = ("ms", "UCUM", "millisecond")
@@ -101,18 +102,6 @@ def ds_text(value: float) -> str:
     return format_number_as_ds(float(value))
 
 
-def _checked(value: str, attribute: str, vr_max: int, source: str) -> str:
-    """Refuse text that would not survive as one value of a short string VR."""
-    if len(value) > vr_max:
-        raise MetadataError(
-            f"{source} {value!r} is longer than {attribute} allows ({vr_max} characters)"
-        )
-    if "\\" in value:
-        raise MetadataError(f"{source} {value!r} contains a backslash, which would split "
-                            f"{attribute} into several values")
-    return value
-
-
 def study_id_fields(key: str) -> tuple[str, str | None]:
     """(Study ID, Study Description or None) for the study key.
 
@@ -121,9 +110,9 @@ def study_id_fields(key: str) -> tuple[str, str | None]:
     16 characters, the same key always gives the same ID) and the full key goes in Study
     Description. UIDs always come from the full key.
     """
-    if len(key) <= STUDY_ID_MAX:
-        return _checked(key, "Study ID", STUDY_ID_MAX, "study_id"), None
-    _checked(key, "Study Description", 64, "study_id")
+    if encoded_length(key) <= STUDY_ID_MAX:
+        return checked_text(key, "SH", "Study ID", "study_id"), None
+    key = checked_text(key, "LO", "Study Description", "study_id")
     digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
     return f"{key[:7].rstrip()}~{digest}", key
 
@@ -140,10 +129,17 @@ def _tm(moment: dt.datetime) -> str:
 def acquisition_time(
     record: EcgRecord, metadata: StudyMetadata | None, options: ConversionOptions
 ) -> dt.datetime:
-    """Header base date+time, else the table's ecg_time, else the user's; never the clock."""
-    for moment in (record.base_datetime, metadata.ecg_time if metadata else None,
-                   options.acquisition_datetime):
+    """Header base date+time, else the table's ecg_time, else the user's; never the clock.
+
+    A year that DICOM dates cannot hold is refused, naming where it came from.
+    """
+    if record.base_datetime is not None:
+        checked_date(record.base_datetime, "header base date", RecordError)
+        return record.base_datetime
+    for moment, source in ((metadata.ecg_time if metadata else None, "ecg_time"),
+                           (options.acquisition_datetime, "--acquisition-datetime")):
         if moment is not None:
+            checked_date(moment, source)
             return moment.replace(tzinfo=None)
     raise MetadataError(
         "no acquisition time: the header has no base date and time and there is no ecg_time "
@@ -315,7 +311,7 @@ def plan_record(
     patient_id = _patient_id(record, metadata, options)
     sex, age = _patient_sex(record.comments), _patient_age(record.comments)
     study_number, study_description = study_id_fields(key)
-    station = (_checked(metadata.cart_id, "Station Name", 16, "cart_id")
+    station = (checked_text(metadata.cart_id, "SH", "Station Name", "cart_id")
                if metadata and metadata.cart_id else None)
     filters = _filter_texts(metadata)
     study_uid = study_uid or derive_uid("study", key, options.uid_root)
@@ -538,10 +534,10 @@ def _patient_id(
     A PACS files objects by Patient ID, so it is never left empty (dciodvfy warns).
     """
     if metadata and metadata.subject_id:
-        return _checked(metadata.subject_id, "Patient ID", 64, "subject_id")
+        return checked_text(metadata.subject_id, "LO", "Patient ID", "subject_id")
     if options.patient_id:
-        return _checked(options.patient_id, "Patient ID", 64, "--patient-id")
-    return _checked(record.name, "Patient ID", 64, "record name")
+        return checked_text(options.patient_id, "LO", "Patient ID", "--patient-id")
+    return checked_text(record.name, "LO", "Patient ID", "record name")
 
 
 def _patient_sex(comments: Sequence[str]) -> str:
@@ -606,8 +602,9 @@ def _channel_layout(
     signal_class: SignalClass,
 ) -> ChannelLayout:
     source = channel_source(channel.label, signal_class)
-    label = (_checked(channel.label, "Channel Label", 16, "signal name") if channel.label
-             else source.meaning[:16])
+    label = checked_text(channel.label, "SH", "Channel Label", "signal name")
+    if not label.strip():  # no name, or only control characters
+        label = source.meaning[:16]
     return ChannelLayout(
         label=label,
         source=source,
@@ -666,7 +663,8 @@ def _measurement_item(name: str, value: float) -> AnnotationItem:
 
 @lru_cache(maxsize=65536)
 def _statement_items(reports: tuple[str, ...]) -> tuple[AnnotationItem, ...]:
-    for statement in reports:
-        if len(statement) > 1024:
-            raise MetadataError(f"report statement of {len(statement)} characters exceeds 1024")
-    return tuple(AnnotationItem(text=statement) for statement in reports)
+    """One item per statement (Unformatted Text Value, ST); a statement of nothing but
+    control characters says nothing and is left out, as an empty cell is."""
+    statements = (checked_text(statement, "ST", "Unformatted Text Value", "report statement")
+                  for statement in reports)
+    return tuple(AnnotationItem(text=text) for text in statements if text.strip())

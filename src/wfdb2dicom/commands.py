@@ -85,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     from .convert import write_record
+    from .fileio import open_regular_file
     from .metadata import MetadataTable
 
     options = conversion_options(args)
@@ -95,8 +96,11 @@ def run_convert(args: argparse.Namespace) -> int:
             table = MetadataTable.load(args.metadata)
         for warning in caught:
             print(f"wfdb2dicom convert: warning: {warning.message}", file=sys.stderr)
+    # No timeout guards a single conversion: what is not a regular file (a FIFO would block
+    # forever, /dev/zero never ends) is refused as it is opened.
     written = write_record(args.record, args.output, table, study_id=args.study_id,
-                           options=options)
+                           options=options, inputs=[args.metadata] if args.metadata else [],
+                           opener=open_regular_file)
     for path in written.paths:
         print(path)
     for signal in written.left_out:

@@ -24,8 +24,9 @@ from .builder import (
     require_objects,
 )
 from .encoder import encode_plan_parts
-from .errors import MetadataError
+from .errors import MetadataError, OutputError
 from .fileio import Opener
+from .header import MultiSegmentHeader, read_any_header
 from .metadata import MetadataTable, StudyMetadata, normalise_study_id
 from .object_plan import LeftOutSignal, PlannedObject, RecordPlan
 from .reader import read_segments, record_base
@@ -114,11 +115,14 @@ def convert_to_parts(
     *,
     study_id: str | None = None,
     options: ConversionOptions | None = None,
+    opener: Opener | None = None,
 ) -> list[bytes | memoryview]:
     """:func:`convert_to_bytes` in pieces for :func:`~wfdb2dicom.atomic.write_atomic` (a
     gathered write). For a record that makes one object; one that makes several is refused
-    with :class:`~wfdb2dicom.builder.SeveralObjects` (see :func:`convert_record`)."""
-    (result,) = convert_many_to_parts([(record_path, metadata, study_id)], options=options)
+    with :class:`~wfdb2dicom.builder.SeveralObjects` (see :func:`write_record`). ``opener``
+    opens the record's files."""
+    (result,) = convert_many_to_parts([(record_path, metadata, study_id)], options=options,
+                                      opener=opener)
     if isinstance(result, Exception):
         raise result
     return result.single_parts()
@@ -286,13 +290,63 @@ def convert_record(
     *,
     study_id: str | None = None,
     options: ConversionOptions | None = None,
+    inputs: Sequence[str | Path] = (),
+    opener: Opener | None = None,
 ) -> Path:
-    """Convert a record that makes one object to the file ``out_path``; nothing is written
-    unless conversion succeeds. A record that makes several objects is refused with
-    :class:`~wfdb2dicom.builder.SeveralObjects` (see :func:`write_record`)."""
-    write_atomic(out_path, convert_to_parts(record_path, metadata, study_id=study_id,
-                                            options=options))
+    """Convert a record that makes one object to ``out_path``; nothing is written unless
+    conversion succeeds. A record that makes several objects is refused with
+    :class:`~wfdb2dicom.builder.SeveralObjects` (see :func:`write_record`).
+
+    ``out_path`` must not be one of the record's files nor one of ``inputs`` (the metadata
+    table, say); that, and a write the file system refuses (a full disk, a read-only
+    directory), raise :class:`~wfdb2dicom.errors.OutputError` naming the path, and leave
+    neither a file nor a directory made for it. ``opener`` opens the record's files.
+    """
+    parts = convert_to_parts(record_path, metadata, study_id=study_id, options=options,
+                             opener=opener)  # first: it refuses a header that names no file
+    _write_output(out_path, parts, [*record_files(record_path, opener), *inputs])
     return Path(out_path)
+
+
+def _write_output(out_path: str | Path, parts: Sequence[bytes | memoryview],
+                  inputs: Sequence[str | Path]) -> None:
+    _refuse_input_as_output(out_path, inputs)
+    try:
+        write_atomic(out_path, parts)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+
+
+def record_files(record_path: str | Path, opener: Opener | None = None) -> list[str]:
+    """The files a record is read from: its header, then its signal files (a multi-segment
+    record's: its header, then each segment's header and signal files)."""
+    base = os.fspath(record_base(record_path))
+    header = read_any_header(base + ".hea", opener)
+    directory = os.path.dirname(base)
+    if isinstance(header, MultiSegmentHeader):
+        files = [base + ".hea"]
+        for name, frames in header.segments:
+            if name != "~" and frames > 0:
+                files += record_files(os.path.join(directory, name), opener)
+        return files
+    return [base + ".hea", *(os.path.join(directory, name)
+                             for name in dict.fromkeys(header.file_names))]
+
+
+def _refuse_input_as_output(out_path: str | Path, inputs: Sequence[str | Path]) -> None:
+    """Writing over an input would destroy it: compared by path (the output need not exist)
+    and by file identity (a hard link or a symlink to an input)."""
+    real_out = os.path.realpath(out_path)
+    for path in inputs:
+        same = os.path.realpath(path) == real_out
+        if not same:
+            try:
+                same = os.path.samefile(out_path, path)
+            except OSError:  # either does not exist: not the same file
+                pass
+        if same:
+            raise OutputError(f"output {out_path} is {path}, an input of this conversion; "
+                              "choose another output path")
 
 
 def is_directory_target(out_path: str | Path) -> bool:
@@ -314,26 +368,31 @@ def write_record(
     *,
     study_id: str | None = None,
     options: ConversionOptions | None = None,
+    inputs: Sequence[str | Path] = (),
+    opener: Opener | None = None,
 ) -> WrittenRecord:
     """Convert one record: what ``wfdb2dicom convert -o OUT`` does.
 
     ``out_path`` a directory (:func:`is_directory_target`; made if missing): every object
     goes there, named by :func:`object_file_name` with the record's name as stem. Else a
     file, for a record that makes one object (else :class:`SeveralObjects`). The record
-    converts whole or not at all: files written before a failure are removed.
+    converts whole or not at all: files written before a failure are removed. No output
+    may be an input (see :func:`convert_record`).
     """
-    (result,) = convert_many_to_parts([(record_path, metadata, study_id)], options=options)
+    (result,) = convert_many_to_parts([(record_path, metadata, study_id)], options=options,
+                                      opener=opener)
     if isinstance(result, Exception):
         raise result
+    inputs = [*record_files(record_path, opener), *inputs]
     if not is_directory_target(out_path):
-        write_atomic(out_path, result.single_parts())
+        _write_output(out_path, result.single_parts(), inputs)
         return WrittenRecord([Path(out_path)], result.left_out)
     stem = record_base(record_path).name
     written: list[Path] = []
     try:
         for converted in result.objects:
             path = Path(out_path) / object_file_name(stem, converted.info, result.several)
-            write_atomic(path, converted.parts)
+            _write_output(path, converted.parts, inputs)
             written.append(path)
     except BaseException:
         for path in written:

@@ -25,3 +25,8 @@ class UnsupportedRecord(ConversionError):
 
 class MetadataError(ConversionError):
     """The metadata needed for the object is missing or cannot be encoded."""
+
+
+class OutputError(ConversionError):
+    """The output cannot go where asked: the path is one of the conversion's own inputs, or
+    the file system refuses the write (full disk, read-only, no permission)."""

@@ -2,17 +2,31 @@
 
 ``open(path, "rb").read()`` costs seven system calls (it also asks whether the file is a
 terminal and for its block size); a record's two reads with ``os.open``/``os.read`` cost four
-each. Errors are the ``OSError`` subclasses ``open`` would raise; callers word them.
+each. Errors are the ``OSError`` subclasses ``open`` would raise, and :class:`SizeMismatch`;
+callers word them.
+
+Every read is bounded: by the size the caller expects plus the one byte that tells a longer
+file, or by :data:`MAX_UNSIZED_READ`. A file that grows, or a device that never ends, costs no
+more memory than the caller asked for.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 SMALL_FILE = 1 << 13
 """Read size when the caller expects a small file (a header) and knows no exact size."""
+LARGE_READ = 1 << 26
+"""Reads of an expected size above this (64 MiB) ask the file's size first, so a header that
+declares a huge record is refused before anything is allocated, and a stream is read in pieces
+of this size."""
+MAX_UNSIZED_READ = 1 << 22
+"""A file read without an expected size (a header) may have at most this many bytes (4 MiB):
+a header line is tens of bytes, so anything near this is not a header."""
 
 
 Opener = Callable[[str], int]
@@ -24,23 +38,102 @@ NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
 """0 where the platform cannot refuse a symlink as it opens (Windows)."""
 
 
+class SizeMismatch(Exception):
+    """The file's size is not what the reader was told; raised before the excess is read."""
+
+    def __init__(self, actual: int | None, expected: int) -> None:
+        super().__init__(f"{actual} bytes, expected {expected}")
+        self.actual = actual
+        """The file's size; None when it is a stream that gave more than ``expected``."""
+        self.expected = expected
+        """The exact size asked for, or the most a file read without a size may have."""
+
+
+class NotRegularFile(OSError):
+    """What :func:`open_regular_file` refuses: a FIFO, a device, a socket."""
+
+
 def open_for_reading(path: str, *, follow_symlinks: bool = True) -> int:
     """The default :data:`Opener`. Without ``follow_symlinks``, a symlink fails to open
     (``OSError``, errno ELOOP; EMLINK on FreeBSD) where :data:`NO_FOLLOW` is supported."""
     return os.open(path, _READ_FLAGS if follow_symlinks else _READ_FLAGS | NO_FOLLOW)
 
 
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+def open_regular_file(path: str) -> int:
+    """An :data:`Opener` for a caller without a timeout (``convert``): it refuses anything but
+    a regular file, without blocking.
+
+    Opening a FIFO for reading waits for a writer, forever; ``O_NONBLOCK`` makes the open
+    return at once, and ``fstat`` then tells what was opened. On a regular file the flag
+    changes nothing. Directories raise ``IsADirectoryError``, as reading one would.
+    """
+    fd = os.open(path, _READ_FLAGS | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
+            raise NotRegularFile(errno.EINVAL, f"not a regular file ({kind})", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def read_file(path: str, expected: int | None = None, opener: Opener | None = None) -> bytes:
-    """The whole file. ``expected``: the size the caller expects (one read when right)."""
+    """The whole file, of exactly ``expected`` bytes when given (one read when right), else of
+    at most :data:`MAX_UNSIZED_READ` bytes; a file of another size raises
+    :class:`SizeMismatch`, having read at most one byte more than that."""
     fd = (opener or open_for_reading)(path)
     try:
-        first = os.read(fd, SMALL_FILE if expected is None else expected)
-        rest = os.read(fd, SMALL_FILE)  # usually b"": at the end
-        if not rest:
-            return first
-        chunks = [first, rest]
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        if expected is None:
+            return _read_unsized(fd)
+        return _read_exactly(fd, expected)
     finally:
         os.close(fd)
+
+
+def _regular_size(fd: int) -> int | None:
+    """The size of a regular file; None for a stream, whose size is unknown."""
+    status = os.fstat(fd)
+    return status.st_size if stat.S_ISREG(status.st_mode) else None
+
+
+def _read_exactly(fd: int, expected: int) -> bytes:
+    if expected > LARGE_READ:  # never allocate what the file does not hold
+        size = _regular_size(fd)
+        if size is not None and size != expected:
+            raise SizeMismatch(size, expected)
+    data = os.read(fd, min(expected, LARGE_READ))
+    if len(data) < expected:  # a large file (os.read gives at most ~2 GiB), or a short one
+        chunks, have = [data], len(data)
+        while have < expected and (chunk := os.read(fd, min(expected - have, LARGE_READ))):
+            chunks.append(chunk)
+            have += len(chunk)
+        if have < expected:
+            raise SizeMismatch(have, expected)
+        data = b"".join(chunks)
+    if os.read(fd, 1):  # usually b"": at the end
+        raise SizeMismatch(_regular_size(fd), expected)
+    return data
+
+
+def _read_unsized(fd: int) -> bytes:
+    first = os.read(fd, SMALL_FILE)
+    rest = os.read(fd, SMALL_FILE)  # usually b"": at the end
+    if not rest:
+        return first
+    chunks, have = [first, rest], len(first) + len(rest)
+    while have <= MAX_UNSIZED_READ and (
+        chunk := os.read(fd, min(1 << 20, MAX_UNSIZED_READ + 1 - have))
+    ):
+        chunks.append(chunk)
+        have += len(chunk)
+    if have > MAX_UNSIZED_READ:
+        raise SizeMismatch(_regular_size(fd), MAX_UNSIZED_READ)
+    return b"".join(chunks)

@@ -11,13 +11,14 @@ Spec: https://wfdb.io/spec/header-files.html
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from functools import lru_cache
 from typing import NamedTuple
 
 from .errors import RecordError
-from .fileio import Opener, read_file
+from .fileio import Opener, SizeMismatch, read_file
 from .formats import FORMATS
 
 DEFAULT_GAIN = 200.0
@@ -27,6 +28,9 @@ _FORMAT_RE = re.compile(r"^(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?$")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _GAIN_RE = re.compile(rf"^({_NUMBER})(?:\(([-+]?\d+)\))?(?:/(.+))?$")
 _FS_RE = re.compile(rf"^({_NUMBER})(?:/([\d.eE+-]+)(?:\(([-\d.]+)\))?)?$")
+_RECORD_NAME_RE = re.compile(r"[-A-Za-z0-9_]+")
+"""ASCII letters, digits, ``_`` and ``-`` (``p000878-2137-10-26-16-57``): what WFDB names a
+record with (wfdb-python misreads a header whose name holds a Unicode digit such as ``¹``)."""
 
 
 class SignalSpec(NamedTuple):
@@ -162,6 +166,9 @@ def _read_header_text(hea_path: str | os.PathLike[str], opener: Opener | None
         raise RecordError(f"header {name} is a directory") from None
     except OSError as exc:
         raise RecordError(f"cannot read header {name}: {exc.strerror}") from None
+    except SizeMismatch as exc:
+        raise RecordError(f"header {name} is larger than {exc.expected} bytes: not a WFDB "
+                          "header") from None
     try:
         return raw.decode("utf-8"), name
     except UnicodeDecodeError:
@@ -177,12 +184,12 @@ def parse_header(text: str, source: str = "header") -> Header:
         lines[0], source
     )
     signal_lines = lines[1:]
-    if len(signal_lines) < n_signals:
-        raise RecordError(
+    if len(signal_lines) != n_signals:  # more: a signal would be dropped unseen (and wfdb
+        raise RecordError(              # refuses the extra line)
             f"{source}: record line declares {n_signals} signals but {len(signal_lines)} signal "
             f"lines follow"
         )
-    signals = _parse_signal_lines(signal_lines[:n_signals], source)
+    signals = _parse_signal_lines(signal_lines, source)
     return Header(record_name, n_signals, fs, n_samples, base_time, base_date, *signals,
                   tuple(comments))
 
@@ -309,6 +316,9 @@ def _parse_record_line(
     name = fields[0]
     if "/" in name:
         raise RecordError(f"{source}: {name} is a multi-segment record, not a segment")
+    if not (name.isascii() and name.isalnum()) and not _RECORD_NAME_RE.fullmatch(name):
+        raise RecordError(f"{source}: bad record name {name!r} (letters, digits, _ and - "
+                          "only)")
     try:
         n_signals = int(fields[1]) if len(fields) > 1 else 0
     except ValueError:
@@ -321,6 +331,8 @@ def _parse_record_line(
         if not match:
             raise RecordError(f"{source}: bad sampling frequency {fields[2]!r}")
         fs = float(match.group(1))
+        if not math.isfinite(fs):
+            raise RecordError(f"{source}: bad sampling frequency {fields[2]!r}")
         if fs <= 0:
             raise RecordError(f"{source}: sampling frequency must be positive, not {fs:g}")
     n_samples = None
@@ -339,7 +351,11 @@ def _parse_record_line(
 
 
 def _parse_time(value: str, source: str) -> dt.time:
-    """``[[HH:]MM:]SS[.fff]`` as a time of day."""
+    """``[[HH:]MM:]SS[.fff]`` as a time of day.
+
+    Out-of-range numbers raise OverflowError (``dt.time`` on a huge hour, ``int`` of an
+    infinite second), not ValueError: both are a bad time.
+    """
     try:
         parts = value.split(":")
         if not 1 <= len(parts) <= 3:
@@ -350,7 +366,7 @@ def _parse_time(value: str, source: str) -> dt.time:
         whole = int(seconds)
         micro = round((seconds - whole) * 1_000_000)
         return dt.time(hours, minutes, whole, micro)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise RecordError(f"{source}: bad base time {value!r} (expected HH:MM:SS)") from None
 
 
@@ -359,7 +375,7 @@ def _parse_date(value: str, source: str) -> dt.date:
     try:
         day, month, year = (int(p) for p in value.split("/"))
         return dt.date(year, month, day)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise RecordError(f"{source}: bad base date {value!r} (expected DD/MM/YYYY)") from None
 
 
@@ -380,6 +396,8 @@ def _parse_gain(text: str) -> tuple[float, int | None, str] | None:
     if not match:
         return None
     gain = float(match.group(1)) or DEFAULT_GAIN
+    if not math.isfinite(gain):
+        return None
     baseline = int(match.group(2)) if match.group(2) is not None else None
     return gain, baseline, match.group(3) or "mV"
 

@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RecordError, UnsupportedRecord
-from .fileio import Opener, read_file
+from .fileio import NotRegularFile, Opener, SizeMismatch, read_file
 from .formats import FORMATS, bits_for_range
 from .header import Header, MultiSegmentHeader, SignalSpec, read_any_header, read_header
 from .record import EcgRecord, MultiplexGroup, RecordSegment
-
 
 def record_base(path: str | Path) -> Path:
     """The record path without extension; a trailing ``.hea`` (or ``.dat``) is accepted."""
@@ -133,6 +132,9 @@ def _read_single_segment(base: str, header: Header, verify_checksums: bool,
             for name in dict.fromkeys(header.file_names):
                 try:
                     os.close(opener(os.path.join(os.path.dirname(base), name)))
+                except NotRegularFile as exc:  # wfdb would block on it, or read it forever
+                    raise RecordError(f"cannot read signal file {name}: {exc.strerror}"
+                                      ) from None
                 except OSError:  # missing or unreadable: reading reports it below
                     pass
         columns = _read_columns_with_wfdb(Path(base), header)
@@ -155,6 +157,8 @@ def _check_signals(header: Header) -> None:
             raise RecordError(f"signal {description!r} has no signal file ('~')")
         if "/" in name or "\\" in name or name in (".", ".."):
             raise RecordError(f"signal file {name!r} is not in the record's directory")
+        if "\0" in name:  # no file system takes it (os.open raises ValueError)
+            raise RecordError(f"signal file name {name!r} holds a NUL character")
 
 
 def _fast_path_applies(header: Header) -> bool:
@@ -175,7 +179,11 @@ def _read_signal_file(path: str, expected: int | None = None,
             f"cannot read signal file {os.path.basename(path)}: {exc.strerror}") from None
 
 
-def _size_mismatch(name: str, actual: int, expected: int, what: str) -> RecordError:
+def _size_mismatch(name: str, actual: int | None, expected: int, what: str) -> RecordError:
+    """``actual`` None: a stream that gave more than ``expected`` bytes."""
+    if actual is None:
+        return RecordError(f"signal file {name} is longer than the header says: more than "
+                           f"{expected} bytes ({what})")
     relation = "shorter" if actual < expected else "longer"
     return RecordError(
         f"signal file {name} is {relation} than the header says: {actual} bytes, expected "
@@ -188,12 +196,14 @@ def _read_fmt16_single_file(base: str, header: Header, opener: Opener | None = N
     file_name = header.file_names[0]
     n_samples = header.n_samples or 0
     expected = n_samples * header.n_signals * 2
-    data = _read_signal_file(os.path.join(os.path.dirname(base), file_name), expected, opener)
-    if len(data) != expected:
+    try:
+        data = _read_signal_file(os.path.join(os.path.dirname(base), file_name), expected,
+                                 opener)
+    except SizeMismatch as exc:  # found before reading more than the header declares
         raise _size_mismatch(
-            file_name, len(data), expected,
+            file_name, exc.actual, expected,
             f"{n_samples} samples x {header.n_signals} signals x 2 bytes",
-        )
+        ) from None
     return np.frombuffer(data, dtype="<i2").reshape(n_samples, header.n_signals)
 
 
@@ -217,6 +227,29 @@ def _expected_file_sizes(header: Header) -> dict[str, tuple[int, str]]:
     return sizes
 
 
+def _check_flac_frames(base: Path, header: Header) -> None:
+    """A FLAC file's frame count (its STREAMINFO) must be the header's, checked before wfdb
+    allocates what the header declares (``999999999999`` frames: 3.6 TiB)."""
+    if header.n_samples is None:
+        return
+    per_file: dict[str, list[SignalSpec]] = {}
+    for spec in header.signals:
+        per_file.setdefault(spec.file_name, []).append(spec)
+    for name, specs in per_file.items():
+        if not all(s.fmt in FORMATS and FORMATS[s.fmt].compressed and s.samples_per_frame == 1
+                   for s in specs):
+            continue
+        import soundfile  # wfdb's FLAC reader; deferred like wfdb
+
+        try:
+            frames = soundfile.info(str(base.with_name(name))).frames
+        except Exception as exc:  # libsndfile's error types vary by version
+            raise RecordError(f"signal file {name} is not FLAC: {exc}") from None
+        if frames != header.n_samples:
+            raise RecordError(f"signal file {name} holds {frames} frames, the header declares "
+                              f"{header.n_samples}")
+
+
 def _read_columns_with_wfdb(base: Path, header: Header) -> list[np.ndarray]:
     """Per-signal digital samples as stored (not de-skewed), in header order."""
     for name in dict.fromkeys(s.file_name for s in header.signals):
@@ -227,6 +260,7 @@ def _read_columns_with_wfdb(base: Path, header: Header) -> list[np.ndarray]:
         actual = base.with_name(name).stat().st_size
         if actual != expected:
             raise _size_mismatch(name, actual, expected, what)
+    _check_flac_frames(base, header)
 
     import wfdb  # deferred: costs ~0.3 s to import and the fast path never needs it
 

@@ -13,9 +13,14 @@ Failures come in two kinds, and are handled differently:
   timeouts, HTTP 408/429/5xx): the batch is retried with bounded exponential backoff; when
   the retries are spent the destination is considered unreachable and the run stops, every
   object not sent being reported;
-* *per object* (file missing or unreadable, C-STORE failure status, STOW-RS failure for that
-  instance): reported as one line ``study_id<TAB>dcm_path<TAB>reason`` in the error log, in
-  the style of the batch run, and the run goes on.
+* *per object* (file missing or unreadable, no presentation context accepted for its SOP
+  class, C-STORE failure status, STOW-RS failure for that instance): reported as one line
+  ``study_id<TAB>dcm_path<TAB>reason`` in the error log, in the style of the batch run, and
+  the run goes on.
+
+A refusal that neither a retry nor a later batch can change (association rejected-permanent,
+no presentation context accepted at all, a DICOMweb server refusing our credentials) stops
+the run at once, every object not sent being reported with it.
 
 Credentials never appear on the command line (process lists and shell histories are not
 private): a DICOMweb URL with ``user:password@`` is refused; user/password or a bearer token
@@ -53,9 +58,19 @@ ECG_STORAGE_SOP_CLASSES: tuple[str, ...] = (
     "1.2.840.10008.5.1.4.1.1.9.1.2",  # General ECG Waveform Storage
     "1.2.840.10008.5.1.4.1.1.9.1.3",  # Ambulatory ECG Waveform Storage
 )
-"""SOP classes proposed for C-STORE, each with Explicit VR Little Endian (what we write)."""
+"""SOP classes proposed for C-STORE, each in every syntax of ``NETWORK_TRANSFER_SYNTAXES``."""
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+NETWORK_TRANSFER_SYNTAXES: tuple[str, ...] = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
+"""Proposed for each SOP class, one presentation context each, in order of preference.
+
+Explicit VR Little Endian is what we write, so the file goes as stored. Implicit VR Little
+Endian is DICOM's default transfer syntax, the one every node must accept (PS3.5 10.1): a
+PACS configured to accept nothing else would otherwise receive nothing. One context per
+syntax (not one context offering both) lets the peer accept both and us choose Explicit,
+instead of the peer choosing for us.
+"""
 DEFAULT_AET = "WFDB2DICOM"
 DEFAULT_BATCH_SIZE = 50
 DEFAULT_RETRIES = 3
@@ -442,28 +457,39 @@ class _CaptureErrors(logging.Handler):
 class _CStoreTransport:
     """C-STORE over one association, reused across batches and re-opened when lost.
 
-    Files are sent as stored (pynetdicom's ``STORE_SEND_CHUNKED_DATASET``): no decoding and
-    re-encoding, so the bytes on the wire are the file's bytes after its meta group.
+    Each object goes in the first syntax of ``NETWORK_TRANSFER_SYNTAXES`` that the peer
+    accepted for its SOP class. In Explicit VR Little Endian, the file's own syntax, it is sent
+    as stored (pynetdicom's ``STORE_SEND_CHUNKED_DATASET``): no decoding and re-encoding, so
+    the bytes on the wire are the file's bytes after its meta group. When the peer accepted
+    only Implicit VR Little Endian, the file is read with pydicom and pynetdicom encodes it in
+    that syntax (pydicom's ``write_dataset``): only the element headers change (no VR, 4-byte
+    lengths); every value keeps its bytes, Waveform Data included (OW, little endian in both
+    syntaxes). The tests check it against DCMTK's ``storescp +xi``.
     """
 
     def __init__(self, destination: Destination, calling_aet: str, timeout: float) -> None:
         from pynetdicom import AE
 
         self._dest = destination
+        self._where = f"{destination.called_aet}@{destination.host}:{destination.port}"
         self._timeout = timeout
         self._ae = AE(ae_title=calling_aet)
         for sop_class in ECG_STORAGE_SOP_CLASSES:
-            self._ae.add_requested_context(sop_class, EXPLICIT_VR_LITTLE_ENDIAN)
+            for syntax in NETWORK_TRANSFER_SYNTAXES:
+                self._ae.add_requested_context(sop_class, syntax)
         self._ae.acse_timeout = timeout
         self._ae.dimse_timeout = timeout
         self._ae.network_timeout = timeout
         self._ae.connection_timeout = timeout
         self._assoc = None
+        self._agreed = _Agreement({}, {})
 
     def _association(self):
+        from pydicom.uid import UID
+
         if self._assoc is not None and self._assoc.is_established:
             return self._assoc
-        where = f"{self._dest.called_aet}@{self._dest.host}:{self._dest.port}"
+        where = self._where
         capture = _CaptureErrors()
         logger = logging.getLogger("pynetdicom")
         logger.addHandler(capture)
@@ -473,20 +499,31 @@ class _CStoreTransport:
             )
         finally:
             logger.removeHandler(capture)
+        answer = assoc.acceptor.primitive
         if assoc.is_established:
             self._assoc = assoc
+            self._agreed = _Agreement.of(assoc)
             return assoc
-        if assoc.is_rejected and assoc.acceptor.primitive is not None:
-            rj = assoc.acceptor.primitive
-            reason = f"association rejected by {where} ({rj.result_str}: {rj.reason_str})"
-            if rj.result == 0x01:  # rejected-permanent: the same request will be refused again
+        if assoc.is_rejected and answer is not None:
+            reason = f"association rejected by {where} ({answer.result_str}: {answer.reason_str})"
+            if answer.result == 0x01:  # rejected-permanent: the same request will be refused again
                 raise _Fatal(f"Rejected: {reason}")
             raise _Transient(f"Unreachable: {reason}")
+        if answer is not None and answer.result == 0x00 and not assoc.accepted_contexts:
+            # The peer accepted the association but none of its contexts, so pynetdicom
+            # aborted it. The same proposal will get the same answer: not worth a retry.
+            by_answer: dict[str, list[str]] = {}
+            for sop_class, why in _Agreement.of(assoc).refused.items():
+                by_answer.setdefault(why, []).append(UID(sop_class).name)
+            raise _Fatal(f"Rejected: no presentation context accepted by {where} for "
+                         + "; ".join(f"{', '.join(names)} ({why})"
+                                     for why, names in by_answer.items()))
         tcp = [m.split(":", 1)[1].strip() for m in capture.messages if "TCP Initialisation" in m]
         detail = tcp[-1] if tcp else f"aborted, or no answer within {self._timeout:g}s"
         raise _Transient(f"Unreachable: no association with {where} ({detail})")
 
     def send(self, batch: Sequence[_Ready]) -> dict[str, str | None]:
+        from pydicom import Dataset, dcmread
         from pydicom.uid import UID
         from pynetdicom import _config
         from pynetdicom.status import STATUS_SUCCESS, STATUS_WARNING, code_to_category
@@ -503,21 +540,30 @@ class _CStoreTransport:
                     continue
                 if ready.transfer_syntax != EXPLICIT_VR_LITTLE_ENDIAN:
                     done[ready.uid] = (f"Unsupported: {UID(ready.transfer_syntax).name} (C-STORE "
-                                       f"sends Explicit VR Little Endian only)")
+                                       f"sends files in Explicit VR Little Endian only)")
                     continue
                 try:
                     assoc = self._association()
                 except _TransportError as exc:
                     exc.done.update(done)
                     raise
-                accepted = {(cx.abstract_syntax, cx.transfer_syntax[0])
-                            for cx in assoc.accepted_contexts}
-                if (ready.sop_class, ready.transfer_syntax) not in accepted:
-                    done[ready.uid] = (f"Rejected: {self._dest.called_aet} does not accept "
-                                       f"{UID(ready.sop_class).name} in Explicit VR Little Endian")
+                syntax = self._agreed.syntax.get(ready.sop_class)
+                if syntax is None:
+                    done[ready.uid] = (
+                        f"Rejected: no presentation context accepted for "
+                        f"{UID(ready.sop_class).name} by {self._where} "
+                        f"({self._agreed.refused[ready.sop_class]})"
+                    )
                     continue
+                target: str | Dataset = ready.item.path
+                if syntax != ready.transfer_syntax:  # pynetdicom encodes it in `syntax`
+                    try:
+                        target = dcmread(ready.item.path)
+                    except Exception as exc:  # noqa: BLE001 - any reader failure is this object's
+                        done[ready.uid] = _exc_reason("Unreadable", exc)
+                        continue
                 try:
-                    status = assoc.send_c_store(ready.item.path)
+                    status = assoc.send_c_store(target)
                 except RuntimeError:  # the association went away between the check and here
                     raise _Transient(f"Unreachable: association with {self._dest.url} lost",
                                      done) from None
@@ -548,6 +594,50 @@ class _CStoreTransport:
         if self._assoc is not None and self._assoc.is_established:
             self._assoc.release()
         self._assoc = None
+
+
+@dataclass(frozen=True)
+class _Agreement:
+    """The outcome of presentation context negotiation, per ECG SOP class.
+
+    ``syntax``: the transfer syntax to send the class in, the first of
+    ``NETWORK_TRANSFER_SYNTAXES`` the peer accepted. ``refused``: for a class with no context
+    accepted, the peer's answer (PS3.8 9.3.3.2: abstract syntax or transfer syntaxes not
+    supported, user or provider rejection), per proposed syntax when the answers differ.
+    """
+
+    syntax: dict[str, str]
+    refused: dict[str, str]
+
+    @classmethod
+    def of(cls, assoc) -> _Agreement:
+        from pydicom.uid import UID
+
+        accepted: dict[str, set[str]] = {c: set() for c in ECG_STORAGE_SOP_CLASSES}
+        for cx in assoc.accepted_contexts:
+            accepted.setdefault(cx.abstract_syntax, set()).add(cx.transfer_syntax[0])
+        # a rejected context's transfer syntax field is not significant: take what we proposed
+        proposed = {cx.context_id: cx.transfer_syntax[0]
+                    for cx in assoc.requestor.requested_contexts}
+        answers: dict[str, dict[str, str]] = {c: {} for c in ECG_STORAGE_SOP_CLASSES}
+        for cx in assoc.rejected_contexts:
+            answers.setdefault(cx.abstract_syntax, {})[proposed.get(cx.context_id, "")] = (
+                cx.status.lower()
+            )
+        syntax: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        for sop_class in ECG_STORAGE_SOP_CLASSES:
+            chosen = [ts for ts in NETWORK_TRANSFER_SYNTAXES if ts in accepted[sop_class]]
+            if chosen:
+                syntax[sop_class] = chosen[0]
+                continue
+            why = answers[sop_class]
+            if len(set(why.values())) == 1:
+                refused[sop_class] = next(iter(why.values()))
+            else:
+                refused[sop_class] = ", ".join(f"{UID(ts).name}: {why.get(ts, 'no answer')}"
+                                               for ts in NETWORK_TRANSFER_SYNTAXES)
+        return cls(syntax, refused)
 
 
 STOW_FAILURE_REASONS: dict[int, str] = {
