@@ -27,6 +27,7 @@ from .formats import FORMATS, bits_for_range
 from .header import Header, MultiSegmentHeader, SignalSpec, read_any_header, read_header
 from .record import EcgRecord, MultiplexGroup, RecordSegment
 
+
 def record_base(path: str | Path) -> Path:
     """The record path without extension; a trailing ``.hea`` (or ``.dat``) is accepted."""
     path = Path(path)
