@@ -36,7 +36,7 @@ EXPECTED_ERRORS = {
     "truncated_dat": "RecordError: signal file ",
     "corrupt_header": "RecordError: ",
     "checksum_mismatch": "RecordError: checksum mismatch",
-    "non_utf8_header": "RecordError: ",
+    "longer_dat": "RecordError: signal file ",
     "numerics_only": "UnsupportedRecord: no signal of the record fits a DICOM waveform IOD",
     "missing_metadata": "Missing df_info row for study_id",
 }

@@ -8,7 +8,13 @@ import pytest
 import wfdb
 
 from wfdb2dicom.errors import RecordError
-from wfdb2dicom.header import parse_header, read_header
+from wfdb2dicom.header import (
+    MultiSegmentHeader,
+    parse_header,
+    parse_multi_segment_header,
+    read_any_header,
+    read_header,
+)
 
 PHYSIONET_RECORDS = ["100", "3000003_0003", "s0010_re", "test01_00s"]
 
@@ -19,14 +25,15 @@ def assert_same_as_wfdb(record_base: Path) -> None:
     assert ours.record_name == theirs.record_name
     assert ours.n_signals == theirs.n_sig
     assert ours.fs == pytest.approx(theirs.fs)
-    assert ours.n_samples == theirs.sig_len
+    assert ours.n_samples == (theirs.sig_len or None)  # 0 means "not given" in WFDB
     assert ours.base_time == theirs.base_time
     assert ours.base_date == theirs.base_date
     assert [s.file_name for s in ours.signals] == theirs.file_name
     assert [s.fmt for s in ours.signals] == theirs.fmt
     assert [s.gain for s in ours.signals] == pytest.approx(theirs.adc_gain)
     assert [s.baseline for s in ours.signals] == theirs.baseline
-    assert [s.units for s in ours.signals] == theirs.units
+    # wfdb drops a byte that is not UTF-8 (a Latin-1 degree sign), leaving its default mV
+    assert [s.units.replace("\u00b0", "mV") for s in ours.signals] == theirs.units
     assert [s.adc_resolution for s in ours.signals] == theirs.adc_res
     assert [s.adc_zero for s in ours.signals] == theirs.adc_zero
     assert [s.initial_value for s in ours.signals] == theirs.init_value
@@ -88,4 +95,66 @@ def test_defaults_per_spec() -> None:
 def test_corrupt_headers_give_one_line_reason(text: str, reason: str) -> None:
     with pytest.raises(RecordError, match=reason) as info:
         parse_header(text)
+    assert "\n" not in str(info.value)
+
+
+def _shared_headers() -> list[Path]:
+    from conftest import SHARED_DATA
+
+    return sorted((SHARED_DATA / "physionet").rglob("*.hea"))
+
+
+@pytest.mark.parametrize("hea", _shared_headers(), ids=lambda h: h.stem)
+def test_every_shared_header_matches_wfdb(hea: Path) -> None:
+    """Single-segment headers (layouts included) field by field; master headers by their
+    segments, frame rate, length and start."""
+    header = read_any_header(hea)
+    if not isinstance(header, MultiSegmentHeader):
+        assert_same_as_wfdb(hea.with_suffix(""))
+        return
+    theirs = wfdb.rdheader(str(hea.with_suffix("")))
+    assert header.record_name == theirs.record_name
+    assert header.n_signals == theirs.n_sig
+    assert header.fs == pytest.approx(theirs.fs)
+    assert header.n_frames == theirs.sig_len
+    assert [name for name, _ in header.segments] == theirs.seg_name
+    assert [frames for _, frames in header.segments] == theirs.seg_len
+    assert (header.base_time, header.base_date) == (theirs.base_time, theirs.base_date)
+    assert list(header.comments) == theirs.comments
+
+
+def test_latin1_header_kept_intact(physionet_dir: Path) -> None:
+    """test_generator_2 is Latin-1: its degree signs survive as the units of two signals."""
+    hea = physionet_dir / "wfdb-python" / "test_generator_2.hea"
+    with pytest.raises(UnicodeDecodeError):
+        hea.read_bytes().decode("utf-8")
+    units = [s.units for s in read_header(hea).signals]
+    assert units.count("\u00b0") == 2
+
+
+def test_counter_frequency_gives_the_frame_rate() -> None:
+    header = parse_header("r 1 62.4725/999.56 10\nr.dat 516x4 200/mV 14 8192 0 0 0 II\n")
+    assert header.fs == 62.4725 and header.signals[0].samples_per_frame == 4
+
+
+def test_skew_is_parsed() -> None:
+    header = parse_header("r 2 360 10\nr.dat 212 200 12 0 0 0 0 A\nr.dat 212:4 200 12 0 0 0 0 B\n")
+    assert [s.skew for s in header.signals] == [0, 4]
+    assert header.layout.fmt16_bits_stored is None
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("r/x 1 125 10\n", "bad segment count"),
+        ("r/0 1 125 10\n", "no segments"),
+        ("r/2 1 125 10\ns1 5\n", "declares 2 segments but 1"),
+        ("r/1 1 125 10\ns1 5\ns2 5\n", "declares 1 segments but 2"),
+        ("r/1 1 125 10\ns1 five\n", "bad segment line"),
+        ("r/1 1 125 10\ns1 -5\n", "bad segment line"),
+    ],
+)
+def test_corrupt_master_headers_give_one_line_reason(text: str, reason: str) -> None:
+    with pytest.raises(RecordError, match=reason) as info:
+        parse_multi_segment_header(text)
     assert "\n" not in str(info.value)

@@ -12,7 +12,7 @@ import wfdb
 from wfdb2dicom import reader
 from wfdb2dicom.errors import RecordError, UnsupportedRecord
 from wfdb2dicom.formats import FORMATS
-from wfdb2dicom.header import read_header
+from wfdb2dicom.header import Header, read_any_header, read_header
 from wfdb2dicom.reader import read_record, read_segments
 
 PHYSIONET_RECORDS = ["100", "3000003_0003", "s0010_re", "test01_00s"]
@@ -36,7 +36,8 @@ def test_fast_path_equals_wfdb_path(demo_corpus) -> None:
         header = read_header(base.with_suffix(".hea"))
         assert reader._fast_path_applies(header)
         fast = reader._read_fmt16_single_file(base, header)
-        slow = np.stack(reader._read_columns_with_wfdb(base, header), axis=1)
+        (slow_group,) = reader._read_groups_with_wfdb(base, header, True)
+        slow = slow_group.samples
         np.testing.assert_array_equal(fast, slow)
         assert fast.dtype == np.dtype("<i2")
 
@@ -216,6 +217,39 @@ def test_every_shared_record_equals_wfdb(hea: Path) -> None:
             np.testing.assert_array_equal(by_name[name, expected.fs * spf], column, name)
 
 
+def _fmt16_single_file(hea: Path) -> bool:
+    header = read_any_header(hea)
+    return isinstance(header, Header) and reader._fast_path_applies(header)
+
+
+@pytest.mark.parametrize("hea", [h for h in SHARED_RECORDS if _fmt16_single_file(h)],
+                         ids=lambda h: h.stem)
+def test_fast_path_equals_wfdb_path_on_shared_records(hea: Path) -> None:
+    """Single-file format-16 records of the shared data: both paths, identical samples."""
+    base = hea.with_suffix("")
+    header = read_header(hea)
+    fast = reader._read_fmt16_single_file(str(base), header)
+    (slow_group,) = reader._read_groups_with_wfdb(base, header, True)
+    np.testing.assert_array_equal(fast, slow_group.samples)
+
+
+@pytest.mark.parametrize(("rel", "chunk"), [
+    ("100", 99_991), ("wfdb-python/mixedsignals", 99_991), ("wfdb-python/flacformats", 997),
+    ("wfdb-python/multi-segment/041s/041s01", 997), ("wfdb-python/311derive_3", 997),
+    ("wfdb-python/test_generator_2", 99_991),
+])
+def test_chunked_read_equals_one_read(physionet_dir: Path, rel: str, chunk: int) -> None:
+    """Chunks that do not divide the record give the same groups as one read."""
+    base = physionet_dir / rel
+    header = read_header(base.with_suffix(".hea"))
+    whole = reader._read_groups_with_wfdb(base, header, True, chunk_samples=1 << 40)
+    chunked = reader._read_groups_with_wfdb(base, header, True, chunk_samples=chunk)
+    assert len(whole) == len(chunked)
+    for a, b in zip(whole, chunked, strict=True):
+        assert a.bits_stored == b.bits_stored and a.samples.dtype == b.samples.dtype
+        np.testing.assert_array_equal(a.samples, b.samples)
+
+
 def test_segment_start_times_follow_the_master_header(physionet_dir: Path) -> None:
     base = physionet_dir / "wfdb-python/multi-segment/s25047/s25047-2704-05-04-10-44"
     segments = list(read_segments(base))
@@ -228,15 +262,19 @@ def test_segment_start_times_follow_the_master_header(physionet_dir: Path) -> No
     assert len(segments[-1].record.groups[0].channels) == 3  # this segment adds ABP
 
 
-def test_segments_are_read_lazily(physionet_dir: Path, monkeypatch) -> None:
-    """Only the segment asked for is in memory: samples are read as each is taken."""
-    reads = []
-    original = reader._read_columns_with_wfdb
-    monkeypatch.setattr(reader, "_read_columns_with_wfdb",
-                        lambda *a: reads.append(a[0].name) or original(*a))
-    segments = read_segments(physionet_dir / "wfdb-python/multi-segment/041s/041s")
-    assert next(segments).record.name == "041s01" and reads == ["041s01"]
-    assert next(segments).record.name == "041s02" and reads == ["041s01", "041s02"]
+def test_segments_are_read_lazily(tmp_path: Path, physionet_dir: Path) -> None:
+    """A segment's samples are read when it is taken: the first comes out whole although
+    the second's samples are corrupt, which shows only when the second is taken."""
+    for path in (physionet_dir / "wfdb-python/multi-segment/041s").iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    dat = tmp_path / "041s02.dat"
+    data = bytearray(dat.read_bytes())
+    data[100] ^= 0x01
+    dat.write_bytes(bytes(data))
+    segments = read_segments(tmp_path / "041s")
+    assert next(segments).record.name == "041s01"
+    with pytest.raises(RecordError, match="checksum mismatch"):
+        next(segments)
 
 
 def test_missing_segment_refused_naming_it(physionet_dir: Path) -> None:
@@ -251,6 +289,20 @@ def test_missing_segment_signal_file_refused_before_any_segment(tmp_path: Path,
         shutil.copy(path, tmp_path / path.name)
     (tmp_path / "041s02.dat").unlink()
     with pytest.raises(RecordError, match="missing signal file 041s02.dat"):
+        next(read_segments(tmp_path / "041s"))
+
+
+@pytest.mark.parametrize(("old", "new", "reason"), [
+    ("041s01 7 125 1000", "041s01 7 250 1000", "runs at 250 frames/s, the record at 125"),
+    ("041s01 7 125 1000", "041s01 7 125 999", "has 999 frames, the record header says 1000"),
+])
+def test_segment_disagreeing_with_master_refused(tmp_path: Path, physionet_dir: Path,
+                                                 old: str, new: str, reason: str) -> None:
+    for path in (physionet_dir / "wfdb-python/multi-segment/041s").iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    hea = tmp_path / "041s01.hea"
+    hea.write_text(hea.read_text().replace(old, new))
+    with pytest.raises(RecordError, match=reason):
         next(read_segments(tmp_path / "041s"))
 
 
@@ -366,6 +418,9 @@ def test_unequal_skews_shift_each_signal(tmp_path: Path) -> None:
     when they are equal.)"""
     base = _skewed_record(tmp_path, [0, 4, 7])
     (group,) = read_record(base).groups
+    (chunked,) = reader._read_groups_with_wfdb(base, read_header(base.with_suffix(".hea")),
+                                               True, chunk_samples=100)
+    np.testing.assert_array_equal(chunked.samples, group.samples)
     stored = wfdb.rdrecord(str(base), physical=False, ignore_skew=True).d_signal
     for position, skew in enumerate([0, 4, 7]):
         np.testing.assert_array_equal(group.samples[:300 - skew, position], stored[skew:, position])

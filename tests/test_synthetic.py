@@ -292,12 +292,10 @@ def test_checksum_mismatch(corpus: SyntheticCorpus) -> None:
     assert path.with_suffix(".dat").stat().st_size == N * FRAME_BYTES
 
 
-def test_non_utf8_header(corpus: SyntheticCorpus) -> None:
-    path = broken_path(corpus, "non_utf8_header")
-    raw = path.with_suffix(".hea").read_bytes()
-    with pytest.raises(UnicodeDecodeError):
-        raw.decode("utf-8")
-    # Only the encoding is wrong: wfdb (which drops undecodable bytes) reads it all.
+def test_longer_dat(corpus: SyntheticCorpus) -> None:
+    """One frame more than the header declares: the samples before it are intact."""
+    path = broken_path(corpus, "longer_dat")
+    assert path.with_suffix(".dat").stat().st_size == (N + 1) * FRAME_BYTES
     record = wfdb.rdrecord(str(path), physical=False)
     assert record.d_signal.shape == (N, 12)
 

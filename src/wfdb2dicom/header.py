@@ -234,13 +234,13 @@ def parse_multi_segment_header(text: str, source: str = "header") -> MultiSegmen
         f"{name} {rest}", source
     )
     segment_lines = lines[1:]
-    if len(segment_lines) < n_segments:
+    if len(segment_lines) != n_segments:  # more: a segment would be dropped unseen
         raise RecordError(
             f"{source}: record line declares {n_segments} segments but {len(segment_lines)} "
             f"segment lines follow"
         )
     segments = []
-    for line in segment_lines[:n_segments]:
+    for line in segment_lines:
         fields = line.split()
         try:
             if len(fields) != 2:

@@ -49,7 +49,7 @@ BROKEN_KINDS: tuple[str, ...] = (
     "truncated_dat",
     "corrupt_header",
     "checksum_mismatch",
-    "non_utf8_header",
+    "longer_dat",
     "numerics_only",
     "missing_metadata",
 )
@@ -527,14 +527,13 @@ def _write_ecg_record(
         fields[1] = "twelve"
         header = " ".join(fields) + "\n" + rest
     header_bytes = header.encode("ascii")
-    if study.kind == "non_utf8_header":
-        # A Latin-1 comment, as legacy carts write them: bytes 0xe9 and 0xfc are not UTF-8.
-        header_bytes += b"# Technician: Ren\xe9e M\xfcller\n"
     if study.kind == "checksum_mismatch":
         samples[7, 1000:1100] += 37  # V2, after the checksum went into the header
     data = memoryview(synthesiser.frames()).cast("B")
     if study.kind == "truncated_dat":
         data = data[: 12 * 2 * (N_SAMPLES // 2) + 5]  # half the frames, then a partial one
+    if study.kind == "longer_dat":  # a frame more than the header declares
+        data = memoryview(bytes(data) + bytes(data[: 12 * 2])).cast("B")
     with open(base + ".hea", "wb") as f:
         f.write(header_bytes)
     if study.kind != "missing_dat":
