@@ -163,6 +163,12 @@ class ObjectSpec(NamedTuple):
     part_length: int
     """Base samples per part (the whole segment when it is not split)."""
     base_fs: float
+    groups: tuple[tuple[tuple[Channel, ...], float, int, tuple[int, ...]], ...] = ()
+    """(channels, sampling frequency, samples, bits stored) of each member group."""
+    labels: tuple[str, ...] = ()
+    """The names of its signals, in object order."""
+    whole: tuple[bool, ...] = ()
+    """Per member group: the object takes all its channels, in order (its array as it is)."""
 
 
 class SegmentLayout(NamedTuple):
@@ -186,10 +192,23 @@ def _channel_classes(channels: tuple[Channel, ...],
 
 
 def segment_layout(record: EcgRecord, options: ConversionOptions) -> SegmentLayout:
-    """Which signals of ``record`` go in which object (cached per layout)."""
+    """Which signals of ``record`` go in which object (cached per layout; a one-group
+    record, all of MIMIC-IV-ECG, by the identity of its channels: no hashing of them)."""
+    groups = record.groups
+    if len(groups) == 1:
+        g = groups[0]
+        return _one_group_layout(g.channels, g.sampling_frequency, g.n_samples,
+                                 channel_bits(g), options.signal_classes, options.max_duration)
     key = tuple((g.channels, g.sampling_frequency, g.n_samples, channel_bits(g))
-                for g in record.groups)
+                for g in groups)
     return _segment_layout(key, options.signal_classes, options.max_duration)
+
+
+@identity_cache()
+def _one_group_layout(channels: tuple[Channel, ...], fs: float, n_samples: int,
+                      bits: tuple[int, ...], overrides: tuple[tuple[str, SignalClass], ...],
+                      max_duration: float | None) -> SegmentLayout:
+    return _segment_layout(((channels, fs, n_samples, bits),), overrides, max_duration)
 
 
 @lru_cache(maxsize=1024)
@@ -257,8 +276,8 @@ def _fit(cls: SignalClass, members: list[tuple[int, int]], groups: tuple,
     for iod in iods_for(cls):
         problem = iod.violation(shapes(longest), interpretation)
         if problem is None:
-            return ObjectSpec(iod, cls, member_groups, interpretation, ratios, longest,
-                              fss[base]), ""
+            return _spec(iod, cls, member_groups, interpretation, ratios, longest, fss[base],
+                         groups), ""
         reasons.append(f"{iod.name}: {problem}")
     if divisible:  # split into the parts an IOD's own limits allow
         bytes_per_sample = 4 if wide else 2
@@ -269,9 +288,34 @@ def _fit(cls: SignalClass, members: list[tuple[int, int]], groups: tuple,
                 limit = min(limit, iod.max_samples // max(ratios))
             length = min(longest, limit)
             if 0 < length < n_base and iod.violation(shapes(length), interpretation) is None:
-                return ObjectSpec(iod, cls, member_groups, interpretation, ratios, length,
-                                  fss[base]), ""
+                return _spec(iod, cls, member_groups, interpretation, ratios, length,
+                             fss[base], groups), ""
     return None, "; ".join(reasons)
+
+
+def _spec(iod: WaveformIod, cls: SignalClass, members: tuple[tuple[int, tuple[int, ...]], ...],
+          interpretation: str, ratios: tuple[int, ...], part_length: int, base_fs: float,
+          groups: tuple) -> ObjectSpec:
+    return ObjectSpec(iod, cls, members, interpretation, ratios, part_length, base_fs,
+                      tuple(groups[gi] for gi, _ in members),
+                      tuple(groups[gi][0][ci].label for gi, cis in members for ci in cis),
+                      tuple(cis == tuple(range(len(groups[gi][0]))) for gi, cis in members))
+
+
+@identity_cache()
+def _spec_group_layouts(spec: ObjectSpec, filters: tuple[str | None, str | None, str | None]
+                        ) -> tuple[GroupLayout, ...]:
+    """The group layouts of an object of ``spec`` (cached by the spec's identity: specs come
+    from the cached segment layouts)."""
+    n_groups = len(spec.members)
+    if spec.signal_class is not SignalClass.ECG:
+        filters = (None, None, None)  # MIMIC's filter settings are the ECG cart's
+    return tuple(
+        group_layout(channels, fs, n_samples, index, n_groups, filters, cis, bits,
+                     spec.signal_class, spec.interpretation)
+        for index, ((channels, fs, n_samples, bits), (_, cis))
+        in enumerate(zip(spec.groups, spec.members, strict=True))
+    )
 
 
 # --- The objects ------------------------------------------------------------------------
@@ -296,17 +340,19 @@ def plan_record(
     options = options or ConversionOptions()
     layout = segment_layout(record, options)
     index = segment.index if segment is not None else 1
-    left_out = tuple(LeftOutSignal(index, label, reason) for label, reason in layout.left_out)
+    left_out = (tuple(LeftOutSignal(index, label, reason) for label, reason in layout.left_out)
+                if layout.left_out else ())
     if not layout.objects:
         return RecordPlan((), left_out)
     key = normalise_study_id(study_id or (metadata.study_id if metadata else None) or record.name)
     moment = acquisition_time(record, metadata, options)
-    offset = (dt.timedelta(seconds=segment.start_frame / segment.frame_rate)
-              if segment is not None and segment.start_frame else dt.timedelta(0))
-    if record.base_datetime is not None:  # the reader offset it already
-        study_start, segment_start = moment - offset, moment
-    else:
-        study_start, segment_start = moment, moment + offset
+    study_start = segment_start = moment
+    if segment is not None and segment.start_frame:
+        offset = dt.timedelta(seconds=segment.start_frame / segment.frame_rate)
+        if record.base_datetime is not None:  # the reader offset it already
+            study_start = moment - offset
+        else:
+            segment_start = moment + offset
     # Values are decided in module order (which problem is reported first stays stable).
     patient_id = _patient_id(record, metadata, options)
     sex, age = _patient_sex(record.comments), _patient_age(record.comments)
@@ -320,22 +366,20 @@ def plan_record(
     objects = []
     for spec in layout.objects:
         first_ecg = spec.signal_class is SignalClass.ECG and index == 1
-        groups = _group_layouts(record, spec, filters if spec.signal_class is SignalClass.ECG
-                                else (None, None, None))
-        samples = tuple(_member_samples(record.groups[gi], cis, spec.interpretation)
-                        for gi, cis in spec.members)
+        groups = _spec_group_layouts(spec, filters)
+        samples = tuple(_member_samples(record.groups[gi], cis, whole, spec.interpretation)
+                        for (gi, cis), whole in zip(spec.members, spec.whole, strict=True))
         n_base = record.groups[spec.members[0][0]].n_samples // spec.ratios[0]
         n_parts = max(1, math.ceil(n_base / spec.part_length))
         annotations = (annotation_items(metadata)
                        if first_ecg and options.annotations and metadata else ())
-        channels = tuple(record.groups[gi].channels[ci].label for gi, cis in spec.members
-                         for ci in cis)
+        channels = spec.labels
         for part in range(1, n_parts + 1):
             start_sample = (part - 1) * spec.part_length
-            start = segment_start + dt.timedelta(seconds=start_sample / spec.base_fs)
             if n_parts == 1:
-                part_groups, part_samples = groups, samples
+                start, part_groups, part_samples = segment_start, groups, samples
             else:
+                start = segment_start + dt.timedelta(seconds=start_sample / spec.base_fs)
                 part_samples = tuple(
                     s[start_sample * r:(start_sample + spec.part_length) * r]
                     for s, r in zip(samples, spec.ratios, strict=True))
@@ -348,8 +392,9 @@ def plan_record(
             objects.append(PlannedObject(plan, spec.iod.key, spec.iod.file_suffix,
                                          spec.iod.modality, index, part, start, channels))
     # In time order; at one start, in the order of the classes (ECG first).
-    order = {spec.iod.key: position for position, spec in enumerate(layout.objects)}
-    objects.sort(key=lambda o: (o.start, order[o.iod_key]))
+    if len(objects) > 1:
+        order = {spec.iod.key: position for position, spec in enumerate(layout.objects)}
+        objects.sort(key=lambda o: (o.start, order[o.iod_key]))
     return RecordPlan(tuple(objects), left_out)
 
 
@@ -381,8 +426,11 @@ def _object_plan(iod: WaveformIod, common: _CommonValues, start: dt.datetime, se
     if series_uid is None:
         series_uid = derive_uid("series" if iod.series_number == 1 else f"series/{iod.key}",
                                 key, root)
-    study_date, study_time = _da(common.study_start), _tm(common.study_start)
     date, time = _da(start), _tm(start)
+    if start == common.study_start:
+        study_date, study_time = date, time
+    else:
+        study_date, study_time = _da(common.study_start), _tm(common.study_start)
     attributes = [
         ("SpecificCharacterSet", "ISO_IR 192"),  # SOP Common
         ("SOPClassUID", iod.sop_class_uid),
@@ -433,14 +481,17 @@ def _object_plan(iod: WaveformIod, common: _CommonValues, start: dt.datetime, se
     )
 
 
-def _member_samples(group: MultiplexGroup, channels: tuple[int, ...],
+def _member_samples(group: MultiplexGroup, channels: tuple[int, ...], whole: bool,
                     interpretation: str) -> np.ndarray:
     """The object's samples of ``group``: the group's own array when it takes every channel
     in its type (no copy: all of MIMIC), else the chosen columns in the object's type."""
     samples = group.samples
-    dtype = "<i4" if interpretation == "SL" else "<i2"
-    if len(channels) == samples.shape[1] and channels == tuple(range(len(channels))):
-        return samples.astype(dtype, copy=False)
+    width = 4 if interpretation == "SL" else 2
+    if whole and samples.dtype.itemsize == width:
+        return samples
+    dtype = "<i4" if width == 4 else "<i2"
+    if whole:
+        return samples.astype(dtype)
     return np.ascontiguousarray(samples[:, list(channels)], dtype=dtype)
 
 
@@ -448,19 +499,6 @@ def _member_samples(group: MultiplexGroup, channels: tuple[int, ...],
 def _with_length(layout: GroupLayout, n_samples: int) -> GroupLayout:
     """A part's layout: its group's with fewer samples (cached: parts share templates)."""
     return replace(layout, n_samples=n_samples)
-
-
-def _group_layouts(record: EcgRecord, spec: ObjectSpec,
-                   filters: tuple[str | None, str | None, str | None]
-                   ) -> tuple[GroupLayout, ...]:
-    n_groups = len(spec.members)
-    return tuple(
-        group_layout(group.channels, group.sampling_frequency, group.n_samples, index,
-                     n_groups, filters, cis, channel_bits(group), spec.signal_class,
-                     spec.interpretation)
-        for index, (gi, cis) in enumerate(spec.members)
-        for group in (record.groups[gi],)
-    )
 
 
 def require_objects(plan: RecordPlan, what: str = "record") -> RecordPlan:

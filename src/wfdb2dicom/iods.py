@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 from .signal_classes import SOURCE_CIDS, SignalClass
@@ -66,7 +67,7 @@ class WaveformIod:
     interpretations: tuple[str, ...]
     """Waveform Sample Interpretation values it allows (of those we write: SS, SL)."""
 
-    @property
+    @cached_property
     def series_number(self) -> int:
         """Each IOD has its own Series in the record's Study, numbered by its place here
         (12-lead ECG is Series 1, as it always was)."""
