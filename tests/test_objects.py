@@ -22,11 +22,9 @@ from wfdb2dicom.builder import ConversionOptions, SeveralObjects, study_id_field
 from wfdb2dicom.convert import (
     convert_many_to_parts,
     convert_to_bytes,
-    encode_dataset,
     wfdb_to_dicom_ecg_phase1,
     write_record,
 )
-from wfdb2dicom.encoder import encode_plan
 from wfdb2dicom.iods import by_sop_class
 from wfdb2dicom.signal_classes import SignalClass, classify
 from wfdb2dicom.uids import derive_uid
@@ -337,26 +335,3 @@ def _invalid(fmt: str) -> float:
 
     value = INVALID_SAMPLE_VALUE.get(fmt)
     return np.nan if value is None else value
-
-
-def test_encoder_byte_identical_on_every_object(challenge_record: Path, uterine_record: Path,
-                                                physionet_dir: Path) -> None:
-    """The fast encoder equals pydicom's writer on every IOD, SL samples included."""
-    from wfdb2dicom.builder import plan_record
-    from wfdb2dicom.reader import read_segments
-
-    records = [challenge_record, uterine_record,
-               physionet_dir / "wfdb-python/binformats", physionet_dir / "wfdb-python/mixedsignals",
-               physionet_dir / "wfdb-python/multi-segment/041s/041s",
-               physionet_dir / "wfdb-python/test_generator_2"]
-    seen = set()
-    for options in (OPTIONS, ConversionOptions(acquisition_datetime=WHEN, max_duration=7)):
-        for record in records:
-            for segment in read_segments(record):
-                plan = plan_record(segment.record, options=options, segment=segment)
-                for obj in plan.objects:
-                    assert encode_plan(obj.plan) == encode_dataset(obj.plan.to_dataset()), (
-                        record.name, obj.iod_key, obj.part)
-                    seen.add((obj.iod_key, obj.plan.groups[0].interpretation))
-    assert {"ecg12", "ecg", "ecg32", "hd", "pulse", "resp", "respmulti"} <= {k for k, _ in seen}
-    assert ("ecg32", "SL") in seen

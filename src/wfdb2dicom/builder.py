@@ -169,6 +169,7 @@ class ObjectSpec(NamedTuple):
     """The names of its signals, in object order."""
     whole: tuple[bool, ...] = ()
     """Per member group: the object takes all its channels, in order (its array as it is)."""
+    n_parts: int = 1
 
 
 class SegmentLayout(NamedTuple):
@@ -296,10 +297,12 @@ def _fit(cls: SignalClass, members: list[tuple[int, int]], groups: tuple,
 def _spec(iod: WaveformIod, cls: SignalClass, members: tuple[tuple[int, tuple[int, ...]], ...],
           interpretation: str, ratios: tuple[int, ...], part_length: int, base_fs: float,
           groups: tuple) -> ObjectSpec:
+    n_base = min(groups[gi][2] for gi, _ in members)
     return ObjectSpec(iod, cls, members, interpretation, ratios, part_length, base_fs,
                       tuple(groups[gi] for gi, _ in members),
                       tuple(groups[gi][0][ci].label for gi, cis in members for ci in cis),
-                      tuple(cis == tuple(range(len(groups[gi][0]))) for gi, cis in members))
+                      tuple(cis == tuple(range(len(groups[gi][0]))) for gi, cis in members),
+                      max(1, math.ceil(n_base / part_length)) if part_length else 1)
 
 
 @identity_cache()
@@ -369,8 +372,7 @@ def plan_record(
         groups = _spec_group_layouts(spec, filters)
         samples = tuple(_member_samples(record.groups[gi], cis, whole, spec.interpretation)
                         for (gi, cis), whole in zip(spec.members, spec.whole, strict=True))
-        n_base = record.groups[spec.members[0][0]].n_samples // spec.ratios[0]
-        n_parts = max(1, math.ceil(n_base / spec.part_length))
+        n_parts = spec.n_parts
         annotations = (annotation_items(metadata)
                        if first_ecg and options.annotations and metadata else ())
         channels = spec.labels
