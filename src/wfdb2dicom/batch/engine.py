@@ -29,6 +29,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from ..atomic import sweep_temps
+from ..errors import ConversionError
 from . import BatchError, outcomes
 from .ledger import Entry, Ledger, ledger_path
 from .outcomes import MISSING_METADATA, Result
@@ -104,6 +105,10 @@ def check_config(config: BatchConfig) -> None:
         from ..uids import check_uid_root
 
         check_uid_root(config.options.uid_root)
+    try:
+        config.options.check()
+    except ConversionError as exc:
+        raise BatchError(str(exc)) from None
 
 
 def load_metadata(path: Path, *, stderr: TextIO) -> Any:
