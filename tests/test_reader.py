@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -486,3 +487,28 @@ def test_skewed_format_8_is_refused(tmp_path: Path) -> None:
     hea.write_text(hea.read_text().replace(" 8 200/mV", " 8:2 200/mV"))
     with pytest.raises(UnsupportedRecord, match="no invalid value"):
         read_record(base)
+
+
+def test_flac_frames_checked_with_several_samples_per_frame(tmp_path: Path,
+                                                             physionet_dir: Path) -> None:
+    """mixedsignals_e.dat holds 4 samples per frame of 14400 frames: 57600 FLAC frames."""
+    for path in (physionet_dir / "wfdb-python").glob("mixedsignals*"):
+        shutil.copy(path, tmp_path / path.name)
+    hea = tmp_path / "mixedsignals.hea"
+    hea.write_text(hea.read_text().replace("999.56 14400", "999.56 14399", 1))
+    assert_refused(tmp_path / "mixedsignals",
+                   "mixedsignals_e.dat holds 57600 frames, the header declares 57596")
+
+
+def test_segment_signal_file_checked_by_the_opener_first(tmp_path: Path,
+                                                         physionet_dir: Path) -> None:
+    """A FIFO as the second segment's signal file is refused before the first is read."""
+    from wfdb2dicom.fileio import open_regular_file
+
+    for path in (physionet_dir / "wfdb-python/multi-segment/041s").iterdir():
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "041s02.dat").unlink()
+    os.mkfifo(tmp_path / "041s02.dat")
+    with pytest.raises(RecordError, match="cannot read signal file 041s02.dat .segment 041s02.: "
+                                          "not a regular file"):
+        next(read_segments(tmp_path / "041s", opener=open_regular_file))

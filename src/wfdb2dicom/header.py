@@ -250,6 +250,9 @@ def parse_multi_segment_header(text: str, source: str = "header") -> MultiSegmen
                 raise ValueError
         except ValueError:
             raise RecordError(f"{source}: bad segment line {line!r}") from None
+        if fields[0] != "~" and not _valid_record_name(fields[0]):
+            raise RecordError(f"{source}: bad segment name {fields[0]!r} (letters, digits, _ "
+                              "and - only)")
         segments.append((fields[0], frames))
     return MultiSegmentHeader(record_name, n_signals, fs, n_frames, base_time, base_date,
                               tuple(segments), tuple(comments))
@@ -316,7 +319,7 @@ def _parse_record_line(
     name = fields[0]
     if "/" in name:
         raise RecordError(f"{source}: {name} is a multi-segment record, not a segment")
-    if not (name.isascii() and name.isalnum()) and not _RECORD_NAME_RE.fullmatch(name):
+    if not _valid_record_name(name):
         raise RecordError(f"{source}: bad record name {name!r} (letters, digits, _ and - "
                           "only)")
     try:
@@ -348,6 +351,10 @@ def _parse_record_line(
     base_time = _parse_time(fields[4], source) if len(fields) > 4 else None
     base_date = _parse_date(fields[5], source) if len(fields) > 5 else None
     return name, n_signals, fs, n_samples, base_time, base_date
+
+
+def _valid_record_name(name: str) -> bool:
+    return (name.isascii() and name.isalnum()) or _RECORD_NAME_RE.fullmatch(name) is not None
 
 
 def _parse_time(value: str, source: str) -> dt.time:

@@ -481,7 +481,7 @@ def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is no part of a name
         names = next(csv.reader(handle), None)
     if not names:
         raise ConversionError(f"metadata {path.name} is empty")

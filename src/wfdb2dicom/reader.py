@@ -103,14 +103,29 @@ def _plan_segments(directory: str, header: MultiSegmentHeader, opener: Opener | 
                     f"{frames}")
             _check_signals(segment)
             for file_name in dict.fromkeys(segment.file_names):
-                if not os.path.exists(os.path.join(directory, file_name)):
-                    raise RecordError(f"missing signal file {file_name} (segment {name})")
+                _check_segment_file(os.path.join(directory, file_name), name, opener)
             planned.append((index, start_frame, segment_base, segment))
         start_frame += frames
     if not planned:
         raise RecordError(f"multi-segment record {header.record_name} has no segment with "
                           f"samples")
     return planned
+
+
+def _check_segment_file(path: str, segment: str, opener: Opener | None) -> None:
+    """The signal file is there (and, with an opener, opens as the opener allows)."""
+    name = os.path.basename(path)
+    if opener is None:
+        if not os.path.exists(path):
+            raise RecordError(f"missing signal file {name} (segment {segment})")
+        return
+    try:
+        os.close(opener(path))
+    except FileNotFoundError:
+        raise RecordError(f"missing signal file {name} (segment {segment})") from None
+    except OSError as exc:
+        raise RecordError(f"cannot read signal file {name} (segment {segment}): "
+                          f"{exc.strerror}") from None
 
 
 def _read_single_segment(base: str, header: Header, verify_checksums: bool,
@@ -227,26 +242,27 @@ def _expected_file_sizes(header: Header) -> dict[str, tuple[int, str]]:
 
 
 def _check_flac_frames(base: Path, header: Header) -> None:
-    """A FLAC file's frame count (its STREAMINFO) must be the header's, checked before wfdb
-    allocates what the header declares (``999999999999`` frames: 3.6 TiB)."""
+    """A FLAC file's frame count (its STREAMINFO) must be the header's (frames times the
+    file's samples per frame), checked before wfdb allocates what the header declares
+    (``999999999999`` frames: 3.6 TiB)."""
     if header.n_samples is None:
         return
     per_file: dict[str, list[SignalSpec]] = {}
     for spec in header.signals:
         per_file.setdefault(spec.file_name, []).append(spec)
     for name, specs in per_file.items():
-        if not all(s.fmt in FORMATS and FORMATS[s.fmt].compressed and s.samples_per_frame == 1
-                   for s in specs):
-            continue
+        spf = specs[0].samples_per_frame
+        if not all(FORMATS[s.fmt].compressed and s.samples_per_frame == spf for s in specs):
+            continue  # (wfdb refuses a FLAC file whose signals differ in samples per frame)
         import soundfile  # wfdb's FLAC reader; deferred like wfdb
 
         try:
             frames = soundfile.info(str(base.with_name(name))).frames
         except Exception as exc:  # libsndfile's error types vary by version
             raise RecordError(f"signal file {name} is not FLAC: {exc}") from None
-        if frames != header.n_samples:
+        if frames != header.n_samples * spf:
             raise RecordError(f"signal file {name} holds {frames} frames, the header declares "
-                              f"{header.n_samples}")
+                              f"{header.n_samples * spf}")
 
 
 CHUNK_SAMPLES = 1 << 20
@@ -257,7 +273,8 @@ in 3.1 s whole, 1.7 s in 4 M-sample chunks, 2.0 s in 1 M, 3.4 s in 256 k."""
 
 
 def _check_signal_files(base: Path, header: Header) -> None:
-    """Every signal file exists and, where the format fixes it, has the declared size."""
+    """Every signal file exists and, where the format fixes it, has the declared size (a
+    FLAC file: the declared frames)."""
     for name in dict.fromkeys(s.file_name for s in header.signals):
         path = base.with_name(name)
         if not path.exists():

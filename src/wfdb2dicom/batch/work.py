@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .outcomes import DONE, FAILED, KEPT, describe_exception
+from .outcomes import DONE, FAILED, KEPT, describe_failure
 from .paths import Layout
 
 STAGE_GROUP = 16
@@ -70,9 +70,11 @@ class OptionValues:
 class TaskRunner:
     """Runs tasks in a worker; picklable, so it reaches spawned workers as an argument."""
 
-    def __init__(self, layout: Layout, options: OptionValues) -> None:
+    def __init__(self, layout: Layout, options: OptionValues, run_tag: str = "") -> None:
+        """``run_tag``: the run's identity in temporary names (``atomic.run_tag``)."""
         self.layout = layout
         self.options = options
+        self.run_tag = run_tag
         self._ready = False
 
     def setup(self) -> None:
@@ -124,7 +126,7 @@ class TaskRunner:
                     outcome[task_id] = (KEPT, None)
                     continue
             except Exception as exc:  # the row's result; the run goes on
-                outcome[task_id] = (FAILED, describe_exception(exc))
+                outcome[task_id] = (FAILED, describe_failure(exc))
                 continue
             jobs.append((record, metadata, study_id))
             job_tasks.append(task_id)
@@ -151,15 +153,16 @@ class TaskRunner:
         """
         result, converted[index] = converted[index], None
         if isinstance(result, Exception):
-            return FAILED, describe_exception(result)
+            return FAILED, describe_failure(result)
         if result.several:  # the batch's manifest of objects is not there yet (issue 14)
             return FAILED, ("SeveralObjects: the record makes several DICOM objects (one per "
                             "IOD, segment or part); the batch writes one object per row for "
                             "now: convert RECORD -o DIR/ writes them all")
         try:
-            self._write(self.layout.output(rel), result.single_parts())  # makes its directory
+            self._write(self.layout.output(rel), result.single_parts(),
+                        tag=self.run_tag)  # makes its directory
         except Exception as exc:
-            return FAILED, describe_exception(exc)
+            return FAILED, describe_failure(exc)
         return DONE, None
 
 
