@@ -129,9 +129,6 @@ IODS: tuple[WaveformIod, ...] = (
 )
 """Every IOD we write; within a class, in order of preference (most specific first)."""
 
-ECG_IODS = tuple(iod for iod in IODS if iod.signal_class is SignalClass.ECG)
-CLASS_ORDER: tuple[SignalClass, ...] = (_ECG, _P, _PULSE, _RESP)
-"""Classes that have an IOD, in the order their objects are listed (ECG first)."""
 
 
 def iods_for(signal_class: SignalClass) -> tuple[WaveformIod, ...]:

@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 from enum import Enum
 from functools import lru_cache
+from typing import TypeVar
 
 from .errors import ConversionError
 from .leads import LeadCode, code_for_label, is_known_lead, lead_number
@@ -125,12 +126,15 @@ _WAVEFORM_CLASSES = frozenset((SignalClass.ECG, SignalClass.PRESSURE, SignalClas
                                SignalClass.RESPIRATION))
 
 
+_Entry = TypeVar("_Entry")
+
+
 def normalise_name(label: str) -> str:
     """Fold case and separators (``ART 1`` -> ``art1``)."""
     return re.sub(r"[\s_.,\-]+", "", label.strip().lower())
 
 
-def _lookup(table: Mapping[str, SignalClass | tuple[str, str]], key: str):
+def _lookup(table: Mapping[str, _Entry], key: str) -> _Entry | None:
     """The entry of ``key``, else of ``key`` without its trailing number (ART1, CVP2)."""
     found = table.get(key)
     if found is None:
@@ -142,10 +146,6 @@ def units_code(units: str) -> tuple[str, str, str]:
     """UCUM (code, scheme, meaning) for a WFDB unit string."""
     key = units.strip().lower()
     return VOLTAGE_UNITS.get(key) or OTHER_UNITS.get(key) or NO_UNITS
-
-
-def is_voltage(units: str) -> bool:
-    return units.strip().lower() in VOLTAGE_UNITS
 
 
 @lru_cache(maxsize=4096)
@@ -185,11 +185,6 @@ def parse_override(text: str) -> tuple[str, SignalClass]:
         choices = ", ".join(c.value for c in SignalClass)
         raise ConversionError(
             f"--signal-class {text!r}: unknown class {value!r} (one of {choices})") from None
-
-
-def overrides_tuple(overrides: Mapping[str, SignalClass] | None
-                    ) -> tuple[tuple[str, SignalClass], ...]:
-    return tuple(sorted((overrides or {}).items()))
 
 
 # Channel Source codes of the classes that have a waveform IOD, by normalised name; the
