@@ -8,8 +8,6 @@ the same bytes.
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -27,6 +25,7 @@ from .formats import FORMATS
 from .leads import LeadCode, code_for_label
 from .metadata import StudyMetadata, normalise_study_id
 from .record import Channel, EcgRecord
+from .sources.header import with_header
 from .uids import derive_uid
 from .vr import checked_date, checked_text
 
@@ -94,8 +93,12 @@ MEASUREMENT_CONCEPTS: dict[str, tuple[str, str, tuple[str, str, str]]] = {
     "t_axis": ("2:16136", "T axis", _DEG),
 }
 
-_SEX_RE = re.compile(r"\bsex>?\s*:\s*(male|female|m|f)\b", re.IGNORECASE)
-_AGE_RE = re.compile(r"\bage>?\s*:\s*(\d{1,3})\b", re.IGNORECASE)
+OLDEST_AGE = 90
+"""Ages from 90 up are written ``090Y``: HIPAA's "90 or older" (PTB-XL's de-identification
+puts them at 300; any source's 90+ is written alike)."""
+
+FINDING = ("121071", "DCM", "Finding")
+"""Concept Name of a coded statement (its Concept Code: the finding, e.g. SNOMED CT)."""
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,8 @@ class GroupLayout:
 
 
 class AnnotationItem(NamedTuple):
-    """One Waveform Annotation item: a coded measurement or a free-text statement.
+    """One Waveform Annotation item: a coded measurement, a coded statement (``concept``
+    and ``code``) or a free-text statement.
 
     A NamedTuple because encoders cache by it (C-level hash and equality).
     """
@@ -232,6 +236,8 @@ class AnnotationItem(NamedTuple):
     numeric_value: str | None = None
     units: tuple[str, str, str] | None = None
     text: str | None = None
+    code: tuple[str, str, str] | None = None
+    """Concept Code Sequence: the coded statement's finding (e.g. SNOMED CT)."""
 
 
 class ObjectPlan(NamedTuple):
@@ -297,14 +303,15 @@ def plan_object(
     options = options or ConversionOptions()
     check_ecg_signals(record)
     iod = choose_iod(record)
+    metadata = with_header(metadata, record.comments)  # the table's values win
     key = normalise_study_id(study_id or (metadata.study_id if metadata else None) or record.name)
     moment = acquisition_time(record, metadata, options)
-    sop_uid = derive_uid("instance", key, options.uid_root)
+    sop_uid = derive_uid("instance", instance_key(key, record.name), options.uid_root)
     date, time = _da(moment), _tm(moment)
     # Values are decided in module order (which problem is reported first stays stable) and
     # listed in tag order.
     patient_id = _patient_id(record, metadata, options)
-    sex, age = _patient_sex(record.comments), _patient_age(record.comments)
+    sex, age = _patient_sex(metadata), _patient_age(metadata)
     study_uid = study_uid or derive_uid("study", key, options.uid_root)
     study_number = checked_text(key, "SH", "Study ID", "study_id")
     series_uid = series_uid or derive_uid("series", key, options.uid_root)
@@ -326,6 +333,9 @@ def plan_object(
     ]
     if station is not None:
         attributes.append(("StationName", station))
+    if metadata and metadata.device:
+        attributes.append(("ManufacturerModelName", checked_text(
+            metadata.device, "LO", "Manufacturer's Model Name", "device")))
     attributes += [
         ("PatientName", ""),  # Patient
         ("PatientID", patient_id),
@@ -333,7 +343,11 @@ def plan_object(
         ("PatientSex", sex),
     ]
     if age:
-        attributes.append(("PatientAge", age))
+        attributes.append(("PatientAge", age))  # Patient Study
+    if metadata and metadata.patient_size_m:
+        attributes.append(("PatientSize", ds_text(metadata.patient_size_m)))
+    if metadata and metadata.patient_weight_kg:
+        attributes.append(("PatientWeight", ds_text(metadata.patient_weight_kg)))
     attributes += [
         ("StudyInstanceUID", study_uid),
         ("SeriesInstanceUID", series_uid),
@@ -393,18 +407,22 @@ def _patient_id(
     return checked_text(record.name, "LO", "Patient ID", "record name")
 
 
-def _patient_sex(comments: Sequence[str]) -> str:
-    for comment in comments:
-        if match := _SEX_RE.search(comment):
-            return match.group(1)[0].upper()
-    return ""
+def instance_key(study_key: str, record_name: str) -> str:
+    """The name SOP Instance UIDs derive from: the study key, with the record's name when it
+    differs (PTB-XL's ``00001_hr`` and ``00001_lr`` are two objects of study 1). MIMIC-IV-ECG
+    names each record by its study_id, so its UIDs are what they always were."""
+    return study_key if record_name == study_key else f"{study_key}/{record_name}"
 
 
-def _patient_age(comments: Sequence[str]) -> str | None:
-    for comment in comments:
-        if match := _AGE_RE.search(comment):
-            return f"{int(match.group(1)):03d}Y"
-    return None
+def _patient_sex(metadata: StudyMetadata | None) -> str:
+    return (metadata.patient_sex or "") if metadata else ""
+
+
+def _patient_age(metadata: StudyMetadata | None) -> str | None:
+    """Patient's Age (AS) in years; 90 and older as ``090Y`` (see :data:`OLDEST_AGE`)."""
+    if metadata is None or metadata.patient_age is None:
+        return None
+    return f"{min(metadata.patient_age, OLDEST_AGE):03d}Y"
 
 
 @identity_cache()
@@ -521,13 +539,16 @@ def derived_measurements(metadata: StudyMetadata) -> dict[str, float]:
 
 
 def annotation_items(metadata: StudyMetadata) -> tuple[AnnotationItem, ...]:
-    """Waveform Annotation items: machine measurements, then the report statements.
+    """Waveform Annotation items: machine measurements, coded statements, then the
+    statements in text.
 
     Items come from caches (a measurement's value and a study's set of statements repeat
     across MIMIC-IV-ECG), so equal items are shared objects and cheap to encode.
     """
     items = [_measurement_item(name, value)
              for name, value in derived_measurements(metadata).items()]
+    if metadata.coded_statements:
+        items += _coded_items(metadata.coded_statements)
     if metadata.reports:
         items += _statement_items(metadata.reports)
     return tuple(items)
@@ -548,6 +569,17 @@ def _statement_items(reports: tuple[str, ...]) -> tuple[AnnotationItem, ...]:
     return tuple(AnnotationItem(text=text) for text in statements if text.strip())
 
 
+@lru_cache(maxsize=4096)
+def _coded_items(codes: tuple[tuple[str, str, str], ...]) -> tuple[AnnotationItem, ...]:
+    """One item per coded statement: Concept Name "Finding", Concept Code the finding."""
+    return tuple(
+        AnnotationItem(concept=FINDING, code=(
+            checked_text(value, "SH", "Code Value", "statement code"),
+            scheme,
+            checked_text(meaning, "LO", "Code Meaning", "statement meaning")))
+        for value, scheme, meaning in codes)
+
+
 REFERENCED_CHANNELS = [1, 0]
 """Multiplex group 1, channel 0 = every channel of the group (PS3.3 C.10.10.1.1)."""
 
@@ -555,7 +587,10 @@ REFERENCED_CHANNELS = [1, 0]
 def _annotation_item(annotation: AnnotationItem) -> Dataset:
     item = Dataset()
     item.ReferencedWaveformChannels = REFERENCED_CHANNELS
-    if annotation.concept is not None:
+    if annotation.code is not None:
+        item.ConceptNameCodeSequence = DicomSequence([_code(*annotation.concept)])
+        item.ConceptCodeSequence = DicomSequence([_code(*annotation.code)])
+    elif annotation.concept is not None:
         item.ConceptNameCodeSequence = DicomSequence([_code(*annotation.concept)])
         item.NumericValue = annotation.numeric_value
         item.MeasurementUnitsCodeSequence = DicomSequence([_code(*annotation.units)])
