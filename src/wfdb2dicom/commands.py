@@ -36,11 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "accepted)")
     convert.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.dcm")
     convert.add_argument("--metadata", type=Path, metavar="FILE",
-                         help="machine_measurements.csv as published, Parquet, or the seed's "
-                         "pickle")
+                         help="the study's metadata table: MIMIC-IV-ECG's "
+                         "machine_measurements.csv or PTB-XL's ptbxl_database.csv as "
+                         "published, the same as Parquet, or the seed's pickle")
     convert.add_argument("--study-id", metavar="ID",
-                         help="study_id to look up and to derive UIDs from (default: the "
-                         "record name)")
+                         help="study key to look up and to derive UIDs from (MIMIC's "
+                         "study_id, PTB-XL's ecg_id; default: the record name)")
     convert.add_argument("--patient-id", metavar="ID",
                          help="Patient ID when the metadata gives no subject_id (default: the "
                          "record name)")
@@ -85,7 +86,7 @@ def run_convert(args: argparse.Namespace) -> int:
     if args.metadata:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            table = MetadataTable.load(args.metadata)
+            table = MetadataTable.load(args.metadata, args.metadata_format)
         for warning in caught:
             print(f"wfdb2dicom convert: warning: {warning.message}", file=sys.stderr)
     # No timeout guards a single conversion: what is not a regular file (a FIFO would block

@@ -41,6 +41,8 @@ class OptionValues:
     annotations: bool = True
     acquisition_datetime: dt.datetime | None = None
     verify_checksums: bool = True
+    metadata_format: str = "mimic"
+    """The source of the metadata rows the worker is sent (resolved by the parent)."""
 
     def build(self) -> Any:
         from ..builder import ConversionOptions
@@ -71,9 +73,9 @@ class TaskRunner:
         record, ~0.5 µs after.
         """
         from ..convert import convert_many_to_parts, write_atomic
-        from ..metadata import StudyMetadata
+        from ..sources import source_named
 
-        self._metadata = StudyMetadata.from_values
+        self._metadata = source_named(self.options.metadata_format).from_values
         self._convert_many = convert_many_to_parts
         self._write = write_atomic
         self._conversion_options = self.options.build()
