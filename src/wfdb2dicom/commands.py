@@ -71,6 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="where to write the corpus and the output (default: "
                       "./wfdb2dicom-demo)")
     demo.add_argument("-n", "--records", type=int, default=24, help="good records (default 24)")
+    demo.add_argument("--dataset", choices=("mimic", "ptbxl"), default="mimic",
+                      help="the corpus's shape: MIMIC-IV-ECG (default) or PTB-XL (records500/, "
+                      "records100/ and ptbxl_database.csv, which is both the input list and "
+                      "the metadata)")
     demo.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU "
                       "count)")
     demo.set_defaults(handler=run_demo)
@@ -136,6 +140,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from .synthetic import generate_corpus
 
     root = args.dir
+    if args.dataset == "ptbxl":
+        return _run_ptbxl_demo(root, args)
     corpus = generate_corpus(root / "mimic-iv-ecg", args.records)
     print(f"wrote {len(corpus.good)} records and {len(corpus.broken)} broken ones under "
           f"{corpus.root}")
@@ -152,3 +158,26 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"demo: {summary.failed} of {summary.rows} rows failed; {expected_failures} records "
           "were made broken on purpose (their one-line reasons are in the error log)")
     return 0 if summary.failed == expected_failures else 1
+
+
+def _run_ptbxl_demo(root: Path, args: argparse.Namespace) -> int:
+    """The PTB-XL demo: its own table is the batch's input list and its metadata."""
+    from .batch.engine import BatchConfig, run_batch
+    from .synthetic import generate_ptbxl_corpus
+
+    corpus = generate_ptbxl_corpus(root / "ptb-xl", args.records)
+    assert corpus.table_csv is not None
+    print(f"wrote {len(corpus.records)} records ({args.records} ECGs at 500 and 100 Hz) "
+          f"under {corpus.root}")
+    summary = run_batch(BatchConfig(
+        input_csv=corpus.table_csv,
+        output_csv=root / "ptbxl_database.with_dcm.csv",
+        wfdb_dir=corpus.root,
+        dcm_dir=root / "dicom",
+        metadata=corpus.table_csv,
+        study_id_col="ecg_id",
+        path_col="filename_hr",
+        **({"workers": args.workers} if args.workers else {}),
+    ))
+    print(f"demo: {summary.failed} of {summary.rows} rows failed")
+    return 0 if summary.failed == 0 else 1
