@@ -17,6 +17,7 @@ import pydicom
 import pytest
 
 from conftest import require_tool
+from wfdb2dicom.builder import ConversionOptions
 from wfdb2dicom.convert import convert_record, record_to_dataset
 from wfdb2dicom.errors import ConversionError, MetadataError
 from wfdb2dicom.metadata import MetadataTable, StudyMetadata
@@ -66,10 +67,15 @@ def challenge(tmp_path_factory):
     return generate_challenge_corpus(tmp_path_factory.mktemp("challenge"), 3)
 
 
+CHALLENGE_TIME = ConversionOptions(acquisition_datetime=dt.datetime(2020, 2, 5, 11, 39, 16))
+"""The Challenge's headers give no acquisition time (see test_challenge_record_line)."""
+
+
 @pytest.fixture(scope="module")
 def challenge_objects(challenge, tmp_path_factory):
     out = tmp_path_factory.mktemp("challenge_out")
-    return {rel: convert_record(challenge.root / rel, out / f"{rel}.dcm")
+    return {rel: convert_record(challenge.root / rel, out / f"{rel}.dcm",
+                                options=CHALLENGE_TIME)
             for rel in challenge.records}
 
 
@@ -234,7 +240,7 @@ def test_challenge_objects_pass_dciodvfy(challenge_objects):
 def test_table_wins_over_header(challenge):
     table = StudyMetadata(study_id="E00001", subject_id="p7", patient_age=51,
                           patient_sex="F", reports=("from the table",))
-    ds = record_to_dataset(challenge.root / "E00001", table)
+    ds = record_to_dataset(challenge.root / "E00001", table, options=CHALLENGE_TIME)
     assert (ds.PatientID, ds.PatientAge, ds.PatientSex) == ("p7", "051Y", "F")
     # What the table lacks still comes from the header: the coded Dx.
     assert [code for code, _, _ in _coded(ds)] == ["59118001", "164889003"]
@@ -253,7 +259,8 @@ def test_header_age_300_is_090Y(challenge, tmp_path):
     hea = (challenge.root / "E00001.hea").read_text().replace("#Age: 74", "#Age: 300")
     (tmp_path / "E00001.hea").write_text(hea)
     (tmp_path / "E00001.dat").write_bytes((challenge.root / "E00001.dat").read_bytes())
-    assert record_to_dataset(tmp_path / "E00001").PatientAge == "090Y"
+    assert record_to_dataset(tmp_path / "E00001",
+                             options=CHALLENGE_TIME).PatientAge == "090Y"
 
 
 # --- Detection and the override -------------------------------------------------------
@@ -286,3 +293,29 @@ def test_mimic_uids_keep_their_names(tmp_path):
         ds = record_to_dataset(corpus.root / rel, table)
         assert ds.SOPInstanceUID == derive_uid("instance", Path(rel).name)
         assert ds.StudyInstanceUID == derive_uid("study", Path(rel).name)
+
+
+def test_fast_encoder_equals_pydicom_on_other_sources(ptbxl, challenge):
+    """Coded statements and the new attributes go through the fast encoder byte for byte as
+    pydicom writes them."""
+    from wfdb2dicom.convert import convert_to_bytes, encode_dataset
+
+    table = MetadataTable.load(ptbxl.table_csv)
+    for rel in ptbxl.records[:4]:
+        ecg_id = str(int(Path(rel).name.split("_")[0]))
+        assert convert_to_bytes(ptbxl.root / rel, table, study_id=ecg_id) == encode_dataset(
+            record_to_dataset(ptbxl.root / rel, table, study_id=ecg_id))
+    for rel in challenge.records:
+        assert convert_to_bytes(challenge.root / rel, None, options=CHALLENGE_TIME) == (
+            encode_dataset(record_to_dataset(challenge.root / rel, options=CHALLENGE_TIME)))
+
+
+def test_challenge_record_line(challenge, tmp_path):
+    """``E00001 12 500 5000 05-May-2020 14:50:55``: a date where WFDB has the base time, in no
+    WFDB form. The record converts; that date is not taken for the acquisition time."""
+    first_line = (challenge.root / "E00001.hea").read_text().splitlines()[0]
+    assert first_line.split()[4:] == ["05-May-2020", "14:50:55"]
+    with pytest.raises(MetadataError, match="no acquisition time"):
+        record_to_dataset(challenge.root / "E00001")
+    assert record_to_dataset(challenge.root / "E00001",
+                             options=CHALLENGE_TIME).AcquisitionDateTime == "20200205113916"

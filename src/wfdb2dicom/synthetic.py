@@ -706,7 +706,9 @@ def generate_challenge_corpus(root: Path, n_records: int = 3, *,
                               seed: int = 0) -> SourceCorpus:
     """A PhysioNet/CinC Challenge 2020-2021-shaped corpus (Georgia's naming: ``E00001``):
     12 leads at 500 Hz, gain 1000/mV, the metadata in the headers' comments (cycling through
-    :data:`CHALLENGE_COMMENTS`). The record lines carry a WFDB base time and date."""
+    :data:`CHALLENGE_COMMENTS`). The record lines end as the Challenge's do, with a date in
+    no WFDB form (``05-Feb-2020 11:39:16``), which is no acquisition time: converting needs
+    ``--acquisition-datetime``."""
     root = Path(root)
     draws = _Draws(np.random.default_rng(seed))
     synthesiser = _Synthesiser(draws.rng.standard_normal(12 * N_SAMPLES * 2, dtype=np.float32))
@@ -718,11 +720,15 @@ def generate_challenge_corpus(root: Path, n_records: int = 3, *,
                           32767)[_PTBXL_MIMIC_ORDER].astype(np.int16)
         rel = f"E{index + 1:05d}"
         _write_plain_record(root / rel, samples, FS, CHALLENGE_LEADS, PTBXL_GAIN,
-                            f" {when:%H:%M:%S} {when:%d/%m/%Y}",
+                            f" {when.day:02d}-{_MONTHS[when.month - 1]}-{when.year} "
+                            f"{when:%H:%M:%S}",
                             CHALLENGE_COMMENTS[index % len(CHALLENGE_COMMENTS)])
         records.append(rel)
         when += dt.timedelta(days=draws.integers(1, 60), seconds=draws.integers(0, 86_400))
     return SourceCorpus(root, None, tuple(records))
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def _write_plain_record(base: Path, samples: np.ndarray, fs: int, leads: tuple[str, ...],

@@ -92,12 +92,16 @@ def table_columns(path: Path) -> list[str] | None:
     suffix = path.suffix.lower()
     if suffix in (".pkl", ".pickle"):
         return None
-    if suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
 
-        return list(pq.ParquetFile(path).schema_arrow.names)
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        return next(csv.reader(handle), None) or []
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return next(csv.reader(handle), None) or []
+    except Exception as exc:  # pyarrow raises many types for a malformed file
+        raise ConversionError(
+            f"cannot read metadata {path.name}: {type(exc).__name__}: {exc}") from None
 
 
 def resolve_format(path: Path, override: str | None = None) -> str:
