@@ -11,6 +11,7 @@ need=()
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 command -v dcmdump >/dev/null 2>&1 || need+=(dcmtk)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
+command -v strace >/dev/null 2>&1 || need+=(strace)  # the batch's sync-before-commit order
 ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so* >/dev/null 2>&1 || need+=(orthanc-dicomweb)
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""

@@ -1,12 +1,22 @@
 """Atomic file writes: a file appears complete under its name, or not at all.
 
 A temporary file in the same directory, then ``os.replace`` (atomic on POSIX and Windows).
-Temporary files are named ``.{name}.{pid}.tmp`` beside their target, so a run killed
-mid-write leaves only files that :func:`sweep_temps` recognises and removes.
+Temporary files are named ``.{name}.{tag}.{pid}.tmp`` beside their target (``.{name}.{pid}.tmp``
+without a tag), so a run killed mid-write leaves only files that :func:`sweep_temps`
+recognises and removes. The tag is the writer's identity: a batch run's is
+:func:`run_tag` of its output CSV, so a run's sweep removes what earlier attempts of the
+*same* run left and never another run's in-flight files in a shared ``--dcm_dir`` (a pid
+would not do: on a cluster, pids belong to other hosts).
+
+Atomic is not durable: a rename survives a power cut only once the file's data and its
+directory reach the disk. The batch syncs what a checkpoint records (:func:`sync_filesystem`)
+before its ledger commit; :func:`atomic_file` with ``durable=True`` syncs one file.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,12 +38,21 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_renew_pid)
 
 
-def temp_prefix(path: str | os.PathLike[str]) -> str:
-    """Every temporary file for ``path`` starts with this (and ends with ``.tmp``)."""
-    return f".{os.path.basename(path)}."
+def run_tag(output: str | os.PathLike[str]) -> str:
+    """The identity of a batch run in its temporary names: 8 hex digits of a hash of its
+    output CSV's real path (the same command gives the same tag, on any host)."""
+    real = os.path.realpath(os.fspath(output))
+    return hashlib.sha1(real.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
-def _open_temp(path: str) -> tuple[int, str, tuple[str, ...]]:
+def temp_prefix(path: str | os.PathLike[str], tag: str | None = None) -> str:
+    """Every temporary file for ``path`` (written with ``tag``) starts with this, and ends
+    with ``.tmp``; ``tag=None``: whatever the tag."""
+    name = os.path.basename(path)
+    return f".{name}." if tag is None else f".{name}.{tag}."
+
+
+def _open_temp(path: str, tag: str = "") -> tuple[int, str, tuple[str, ...]]:
     """Create this process's temporary file for ``path``; mode 0666 less the umask.
 
     Also returns the directories made for it (outermost first), for the caller to remove if
@@ -41,7 +60,7 @@ def _open_temp(path: str) -> tuple[int, str, tuple[str, ...]]:
     the first attempt finds it missing: one system call fewer per file when it exists.
     """
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{_pid}.tmp")
+    tmp = os.path.join(directory, f".{name}.{tag}.{_pid}.tmp" if tag else f".{name}.{_pid}.tmp")
     made: tuple[str, ...] = ()
     try:
         return os.open(tmp, _OPEN_FLAGS, 0o666), tmp, made
@@ -91,12 +110,12 @@ def _remove_directories(made: tuple[str, ...]) -> None:
 
 
 def write_atomic(
-    path: str | os.PathLike[str], data: bytes | Sequence[bytes | memoryview]
+    path: str | os.PathLike[str], data: bytes | Sequence[bytes | memoryview], *, tag: str = ""
 ) -> None:
     """Write ``data`` (bytes, or pieces to write in order) to ``path`` so that no partial
-    file is ever visible there."""
+    file is ever visible there; ``tag`` names the writer in the temporary name."""
     path = os.fspath(path)
-    fd, tmp, made = _open_temp(path)
+    fd, tmp, made = _open_temp(path, tag)
     try:
         try:
             _write_all(fd, data)
@@ -134,11 +153,13 @@ _WRITEV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if _WRITEV is not None else 0
 
 
 @contextmanager
-def atomic_file(path: str | os.PathLike[str], *, binary: bool = False) -> Iterator[IO]:
+def atomic_file(path: str | os.PathLike[str], *, binary: bool = False,
+                durable: bool = False) -> Iterator[IO]:
     """A file to write into, that replaces ``path`` only once the block completes.
 
     The replace happens after the block, so a caller may still read the old file inside it
-    (Windows refuses to replace a file that is open).
+    (Windows refuses to replace a file that is open). ``durable``: the data is synced
+    before the replace and the directory after it, so the new file survives a power cut.
     """
     path = os.fspath(path)
     fd, tmp, made = _open_temp(path)
@@ -146,19 +167,80 @@ def atomic_file(path: str | os.PathLike[str], *, binary: bool = False) -> Iterat
         if binary:
             with open(fd, "wb", closefd=True) as handle:
                 yield handle
+                if durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
         else:
             with open(fd, "w", newline="", encoding="utf-8", closefd=True) as handle:
                 yield handle
+                if durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         _remove_directories(made)
         raise
+    if durable:
+        sync_directory(os.path.dirname(path) or ".")
 
 
-def sweep_temps(path: str | os.PathLike[str]) -> int:
-    """Delete temporary files that killed writers left beside ``path``; how many."""
-    prefix = temp_prefix(path)
+def sync_directory(directory: str | os.PathLike[str]) -> None:
+    """Sync a directory's entries (a rename, a new file) to disk; a no-op where directories
+    cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _syncfs_function():  # -> the C function, or None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.syncfs
+    except (AttributeError, OSError, TypeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    return function
+
+
+_SYNCFS = _syncfs_function() if hasattr(os, "fsync") else None
+
+
+def sync_filesystem(directory: str | os.PathLike[str]) -> bool:
+    """Sync everything written to the file system holding ``directory`` (Linux ``syncfs``):
+    the data of every file, the directories made and the renames, in one call, whatever
+    their number. False where there is no ``syncfs`` (the caller syncs file by file)."""
+    if _SYNCFS is None:
+        return False
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        if _SYNCFS(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), os.fspath(directory))
+    finally:
+        os.close(fd)
+    return True
+
+
+def sync_file(path: str | os.PathLike[str]) -> None:
+    """Sync one file's data (the fallback of :func:`sync_filesystem`)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sweep_temps(path: str | os.PathLike[str], tag: str | None = None) -> int:
+    """Delete temporary files that killed writers left beside ``path``; how many.
+
+    ``tag``: only those written with that tag (a run's own); ``None``: every one."""
+    prefix = temp_prefix(path, tag)
     removed = 0
     try:
         entries = list(os.scandir(os.path.dirname(os.fspath(path)) or "."))

@@ -12,7 +12,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import ConversionError
+from .errors import ConversionError, ExitStatus, Terminated, one_line, raise_on_sigterm
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("wfdb2dicom.commands", "convert one WFDB record to a DICOM ECG object"),
@@ -42,6 +42,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="wfdb2dicom",
         description="Convert WFDB ECG records (MIMIC-IV-ECG and others) to DICOM ECG waveform "
         "objects, losslessly and reproducibly.",
+        epilog="exit status: 0 ok; 1 some rows or objects failed; 2 nothing started (bad "
+        "arguments, a refused input); 3 internal error (a bug); 4 a batch stopped part-way by "
+        "an I/O error (run it again to resume); 130 SIGINT; 143 SIGTERM. Each command's "
+        "--help says which apply.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -62,23 +66,28 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand; its exit status is one of :class:`~wfdb2dicom.errors.ExitStatus`."""
+    raise_on_sigterm()
     parser = build_parser(argv if argv is not None else sys.argv[1:])
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except ConversionError as exc:
         print(f"wfdb2dicom {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.NOTHING_STARTED
     except KeyboardInterrupt:
         print(f"wfdb2dicom {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return ExitStatus.INTERRUPTED
+    except Terminated:
+        print(f"wfdb2dicom {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return ExitStatus.TERMINATED
     except Exception as exc:  # a bug, but users still get one line, not a traceback
         if os.environ.get("WFDB2DICOM_DEBUG"):
             raise
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        reason = one_line(f"{type(exc).__name__}: {exc}")
         print(f"wfdb2dicom {args.command}: internal error: {reason} (set WFDB2DICOM_DEBUG=1 "
               "for a traceback, and please report it)", file=sys.stderr)
-        return 3
+        return ExitStatus.INTERNAL_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

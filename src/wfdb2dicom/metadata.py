@@ -522,7 +522,7 @@ def _csv_batches(path: Path, columns: tuple[str, ...] = COLUMNS) -> Iterator[pa.
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is no part of a name
         names = next(csv.reader(handle), None)
     if not names:
         raise ConversionError(f"metadata {path.name} is empty")

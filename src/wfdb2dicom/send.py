@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import logging
 import netrc
 import os
@@ -80,11 +79,6 @@ MAX_BACKOFF = 30.0
 ENV_USER = "WFDB2DICOM_DICOMWEB_USER"
 ENV_PASSWORD = "WFDB2DICOM_DICOMWEB_PASSWORD"
 ENV_TOKEN = "WFDB2DICOM_DICOMWEB_TOKEN"
-
-NA_VALUES = frozenset(
-    {"", "na", "n/a", "nan", "-nan", "none", "null", "<na>", "#n/a", "#na", "nat"}
-)
-"""Cell values meaning "empty": what pandas writes or reads as missing, compared lower-case."""
 
 LEDGER_SCHEMA_VERSION = 1
 
@@ -232,44 +226,28 @@ class _Item:
     problem: str | None = None  # a reason found while planning (file missing, not a file)
 
 
-def _is_na(value: str | None) -> bool:
-    return value is None or value.strip().lower() in NA_VALUES
-
-
 def _read_run(
     csv_path: Path, study_id_col: str, dcm_path_col: str, error_col: str
 ) -> tuple[list[_Item], int]:
     """Converted objects of the run (first occurrence of each file) and the number of rows not
-    converted. Relative ``dcm_path`` values are taken relative to the CSV's folder."""
-    if not csv_path.is_file():
-        raise ConversionError(f"output CSV not found: {csv_path}")
-    base = csv_path.resolve().parent
+    converted, read by the one reader of a run's CSV (:class:`~wfdb2dicom.batch.runcsv.RunCsv`:
+    relative ``dcm_path`` values are taken relative to the CSV's folder)."""
+    from .batch.runcsv import RunCsv
+
+    run = RunCsv(csv_path, study_id_col=study_id_col, path_col=None,
+                 dcm_path_col=dcm_path_col, error_col=error_col)
     items: list[_Item] = []
     seen: set[str] = set()
     not_converted = 0
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in (study_id_col, dcm_path_col, error_col)
-                       if c not in (reader.fieldnames or ())]
-            if missing:
-                raise ConversionError(
-                    f"{csv_path}: missing column(s) {', '.join(missing)} "
-                    f"(expected a batch run's output CSV)"
-                )
-            for row in reader:
-                dcm_path, error = row.get(dcm_path_col), row.get(error_col)
-                if _is_na(dcm_path) or not _is_na(error):
-                    not_converted += 1
-                    continue
-                dcm_path = dcm_path.strip()
-                path = os.path.abspath(os.path.join(base, os.path.expanduser(dcm_path)))
-                if path in seen:
-                    continue
-                seen.add(path)
-                items.append(_Item((row.get(study_id_col) or "").strip(), dcm_path, path))
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise ConversionError(f"{csv_path}: not a readable CSV ({exc})") from None
+    for row in run.rows():
+        if not row.converted:
+            not_converted += 1
+            continue
+        path = run.resolve(row.dcm_path)
+        if path in seen:
+            continue
+        seen.add(path)
+        items.append(_Item(row.study_id, row.dcm_path, path))
     return items, not_converted
 
 

@@ -103,24 +103,18 @@ def read_run(
     output_csv: Path, wfdb_dir: Path, *, study_id_col: str = "study_id", path_col: str = "path",
     dcm_path_col: str = "dcm_path", error_col: str = "dcm_error",
 ) -> list[tuple[str, str, str]]:
-    """(study_id, record path, dcm path) of every converted row of a batch run's CSV."""
-    if not output_csv.is_file():
-        raise ConversionError(f"output CSV not found: {output_csv}")
-    with output_csv.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in (study_id_col, path_col, dcm_path_col, error_col)
-                   if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ConversionError(f"{output_csv.name} has no column(s) {', '.join(missing)}")
-        tasks = []
-        for row in reader:
-            dcm_path = (row[dcm_path_col] or "").strip()
-            if not dcm_path or (row[error_col] or "").strip():
-                continue
-            record = Path(row[path_col].strip())
-            if record.suffix in (".hea", ".dat"):
-                record = record.with_suffix("")
-            tasks.append((row[study_id_col], str(wfdb_dir / record), dcm_path))
+    """(study_id, record path, object path) of every object of a batch run (read by the one
+    reader of a run's CSV, :class:`~wfdb2dicom.batch.runcsv.RunCsv`)."""
+    from .batch.runcsv import RunCsv
+
+    run = RunCsv(output_csv, study_id_col=study_id_col, path_col=path_col,
+                 dcm_path_col=dcm_path_col, error_col=error_col)
+    tasks = []
+    for obj in run.iter_objects():
+        record = Path(obj.record_path)
+        if record.suffix in (".hea", ".dat"):
+            record = record.with_suffix("")
+        tasks.append((obj.study_id, str(wfdb_dir / record), obj.file))
     return tasks
 
 

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from ..cli_options import add_conversion_options
-from ..errors import ConversionError
+from ..errors import ConversionError, ExitStatus, Terminated, one_line, raise_on_sigterm
+from . import RunStopped
 
 BLAS_THREADS_ENV = "OPENBLAS_NUM_THREADS"
 """numpy's OpenBLAS threads; a batch runs with one unless the environment says otherwise."""
@@ -34,16 +35,28 @@ outputs:
   OUTPUT_CSV.ledger.sqlite  progress, committed every --checkpoint rows; resume reads it
 
 errors (dcm_error): Timeout>{N}s, Missing df_info row for study_id, ValidationFailed: ...,
-  WorkerCrash: ..., UnsafePath: ..., DuplicateOutput: ..., {ExceptionType}: {message}
+  WorkerCrash: ..., UnsafePath: ..., DuplicateOutput: ..., DuplicateStudy: ...,
+  {ExceptionType}: {message}, and InternalError: {ExceptionType}: {message} for a bug
+  (counted apart in the summary; please report it). At most 500 characters each.
 
 resume: rows converted by an earlier run whose file exists are skipped; failed and unfinished
   rows are done again. --overwrite redoes everything; --verify-existing re-checks the files.
+  A row the ledger records as done has a durable file (synced before the commit).
+  One run per OUTPUT_CSV at a time (a second one refuses); runs with different OUTPUT_CSVs
+  may share DCM_DIR.
 
 exit status:
-  0  every row converted, or was already converted by an earlier run
-  1  the run finished but some rows failed (see dcm_error in OUTPUT_CSV and ERROR_LOG)
-  2  bad arguments or unusable inputs (nothing converted)
-  130  interrupted (Ctrl-C): run the same command again to resume
+  0    the run completed: every row converted or was already done; run_convert.py:
+       the run completed, whatever rows failed (the seed's contract)
+  1    wfdb2dicom batch only: the run completed but some rows failed (see dcm_error
+       in OUTPUT_CSV and ERROR_LOG)
+  2    nothing started: bad arguments, unusable inputs, an output that is an input,
+       a damaged ledger, or another run on the same OUTPUT_CSV
+  3    internal error (a bug: please report it)
+  4    stopped part-way by an I/O error on the file named (disk full, read-only):
+       what was done is kept; run the same command again to resume
+  130  interrupted (SIGINT, Ctrl-C) / 143 terminated (SIGTERM): run the same command
+       again to resume
 """
 
 
@@ -91,6 +104,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="on resume, re-read each done file and redo those failing the "
                       "quick check (slower: every file is read)")
     conv.add_argument("--no-progress", action="store_true", help="no progress bar")
+    conv.add_argument("--no-sync", action="store_true",
+                      help="do not sync converted files before the ledger records them "
+                      "(faster on slow disks; after a power cut, rows recorded as done may "
+                      "have lost their files: run with --verify-existing then)")
     parser.add_argument("--start-method", choices=("fork", "spawn", "forkserver"),
                         help=argparse.SUPPRESS)  # tests; also $WFDB2DICOM_START_METHOD
 
@@ -124,25 +141,38 @@ def config_from_args(args: argparse.Namespace):
         ),
         start_method=args.start_method,
         progress=False if args.no_progress else None,
+        sync=not args.no_sync,
     )
 
 
-def run_from_args(args: argparse.Namespace, *, prog: str = "wfdb2dicom batch") -> int:
-    """The subcommand's handler: run, and map outcomes to the documented exit status."""
+def run_from_args(args: argparse.Namespace, *, prog: str = "wfdb2dicom batch",
+                  rows_failed: int = ExitStatus.ROWS_FAILED) -> int:
+    """The subcommand's handler: run, and map outcomes to the documented exit status
+    (:class:`~wfdb2dicom.errors.ExitStatus`). ``rows_failed``: the status of a run that
+    completed with failed rows (``run_convert.py``: 0, the seed's contract)."""
     # Nothing here multiplies matrices, yet numpy's OpenBLAS starts a thread per core that
     # spins ~0.1 s of CPU at import, in this process and in the fork server: CPU the workers
     # need. Set before numpy is imported (by the engine); inherited by the fork server.
     os.environ.setdefault(BLAS_THREADS_ENV, "1")
-    from .engine import run_batch
-
+    raise_on_sigterm()
+    resume = "run the same command again to resume"
     try:
-        return run_batch(config_from_args(args)).exit_status
-    except (ConversionError, OSError) as exc:
+        from .engine import run_batch
+
+        summary = run_batch(config_from_args(args))
+        return int(rows_failed if summary.failed else ExitStatus.OK)
+    except RunStopped as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+        return ExitStatus.STOPPED_BY_IO_ERROR
+    except (ConversionError, OSError) as exc:
+        print(f"{prog}: {one_line(str(exc))}", file=sys.stderr)
+        return ExitStatus.NOTHING_STARTED
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        print(f"{prog}: interrupted; {resume}", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM); {resume}", file=sys.stderr)
+        return ExitStatus.TERMINATED
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -169,4 +199,4 @@ def main(argv: list[str] | None = None) -> int:
     """``python run_convert.py ...``: the seed's entry point."""
     prog = "run_convert.py"
     args = build_parser(prog).parse_args(argv)
-    return run_from_args(args, prog=prog)
+    return run_from_args(args, prog=prog, rows_failed=ExitStatus.OK)

@@ -2,13 +2,20 @@
 
 The order of things is what makes a run safe to kill at any moment:
 
-1. lock the ledger; bring the error log back to what the ledger committed;
+1. refuse outputs that are one of the run's inputs; lock the ledger (``{ledger}.lock``,
+   so of two runs started at once exactly one proceeds); bring the error log back to what
+   the ledger committed;
 2. plan: read the input, settle duplicates and refusals, skip what is done (ledger + stat);
-3. if the last run did not end normally, sweep temporary files its workers left;
+3. if the last run did not end normally, sweep temporary files its workers left (only
+   this run's: temporary names carry :func:`~wfdb2dicom.atomic.run_tag` of the output CSV,
+   so a run sharing ``--dcm_dir`` keeps its in-flight files);
 4. start the fork server (workers forked from it never carry the plan or the table) and
    load the metadata table while it imports what workers need; start the workers;
 5. commit the run's header (``state=running``); hand out chunks; at every ``--checkpoint``
-   rows, append the new error-log lines, then commit results + log size in one transaction;
+   rows, append the new error-log lines (synced), sync the files converted since the last
+   checkpoint (one ``syncfs``, in a thread while work goes on), then commit results + log
+   size in one transaction (``synchronous=FULL``): a row the ledger calls done has a file
+   that survives a power cut;
 6. commit the end (``state=finished``); render the output CSV once, atomically; summarise.
 
 Whatever a kill interrupts, the next run redoes exactly the rows the ledger lacks; the
@@ -20,19 +27,21 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-from ..atomic import sweep_temps
-from . import BatchError, outcomes
-from .ledger import Entry, Ledger, ledger_path
-from .outcomes import MISSING_METADATA, Result
-from .paths import Layout
+from ..atomic import run_tag, sweep_temps, sync_directory, sync_file, sync_filesystem
+from . import BatchError, RunStopped, outcomes
+from .ledger import Entry, Ledger, ledger_files, ledger_path
+from .outcomes import MISSING_METADATA, Result, internal_error
+from .paths import Layout, is_inside
 from .plan import Plan, adopt_seed_output, build_plan, read_input
 from .report import (
     CONVERTED,
@@ -78,6 +87,8 @@ class BatchConfig:
     start_method: str | None = None
     progress: bool | None = None
     """Show the progress bar: None = only when stderr is a terminal."""
+    sync: bool = True
+    """Sync converted files before the ledger records them (``--no-sync``: off)."""
 
     @property
     def error_log_path(self) -> Path:
@@ -106,10 +117,46 @@ def check_config(config: BatchConfig) -> None:
         raise BatchError(f"--checkpoint must be 0 (off) or more, not {config.checkpoint}")
     if config.dcm_path_col == config.error_col:
         raise BatchError("--dcm_path_col and --error_col must differ")
+    check_outputs_are_not_inputs(config)
     if config.options.uid_root is not None:  # else every row would fail the same way
         from ..uids import check_uid_root
 
         check_uid_root(config.options.uid_root)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file: ``samefile`` where both exist (hard links,
+    symlinks), else their resolved paths."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+def check_outputs_are_not_inputs(config: BatchConfig) -> None:
+    """Refuse a run that would write over one of its own inputs: an output CSV, error log
+    or ledger file that is the input CSV or the metadata table (the error log appended to
+    the input list; the output CSV replacing the table), or an input where a DICOM file
+    may be written (``--dcm_dir``, ``*.dcm``)."""
+    inputs = [("--input_csv", config.input_csv)]
+    if config.metadata is not None:
+        inputs.append(("--df_info_pkl", config.metadata))
+    outputs = [("--output_csv", config.output_csv), ("--error_log", config.error_log_path)]
+    outputs += [("the ledger", path) for path in ledger_files(config.output_csv)]
+    for out_flag, out in outputs:
+        for in_flag, source in inputs:
+            if _same_file(out, source):
+                raise BatchError(f"{out_flag} {out} is {in_flag} {source}: the run would "
+                                 "overwrite its own input; choose another path")
+    if _same_file(config.output_csv, config.error_log_path):
+        raise BatchError(f"--error_log {config.error_log_path} is --output_csv; choose "
+                         "another path")
+    for in_flag, source in inputs:
+        if source.suffix.lower() == ".dcm" and is_inside(os.path.realpath(source),
+                                                         os.path.realpath(config.dcm_dir)):
+            raise BatchError(f"{in_flag} {source} is inside --dcm_dir {config.dcm_dir}, "
+                             "where the run writes .dcm files; move it or choose another "
+                             "--dcm_dir")
 
 
 def load_metadata(path: Path, *, stderr: TextIO, metadata_format: str | None = None) -> Any:
@@ -141,7 +188,7 @@ def release_free_memory() -> None:
 
 def run_batch(config: BatchConfig, *, stdout: TextIO | None = None,
               stderr: TextIO | None = None) -> Summary:
-    """Run (or resume) a batch; the summary's ``exit_status`` is the CLI's exit status."""
+    """Run (or resume) a batch; the CLI's exit status follows from the summary."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     started = time.monotonic()
@@ -151,7 +198,7 @@ def run_batch(config: BatchConfig, *, stdout: TextIO | None = None,
     layout = Layout(config.wfdb_dir, config.dcm_dir)
     with Ledger.open(ledger_path(config.output_csv)) as ledger:
         ledger.set_meta("wfdb_dir", layout.wfdb_root)  # lets `wfdb2dicom verify` find sources
-        log = ErrorLog(config.error_log_path)
+        log = ErrorLog(config.error_log_path, sync=config.sync)
         for done_by_us in (config.output_csv, log.path):  # a kill while they were replaced
             sweep_temps(str(done_by_us))
         log.reconcile(ledger)
@@ -179,6 +226,9 @@ def run_batch(config: BatchConfig, *, stdout: TextIO | None = None,
     summary.seconds = time.monotonic() - started
     print(summary.render(output_csv=str(config.output_csv), error_log=str(log.path),
                          dcm_dir=str(config.dcm_dir)), file=stdout)
+    if summary.internal:
+        print(f"{summary.internal} rows failed with an internal error (a bug, not bad input): "
+              "see InternalError in the error log, and please report it", file=stderr)
     return summary
 
 
@@ -202,6 +252,12 @@ class Run:
                                skipped=int(plan.task_n_rows[plan.done].sum()))
         self.bar: Any = None
         self._resolved_format: str | None = None
+        self.tag = run_tag(config.output_csv)
+        """This run's identity in temporary names."""
+        self.unsynced: list[str] = []
+        """Record paths converted since the last checkpoint (for the fallback sync)."""
+        self.pending: SyncThenCommit | None = None
+        """The last checkpoint, while its files are synced."""
 
     # -- phases -------------------------------------------------------------------------
 
@@ -211,7 +267,7 @@ class Run:
         for start in range(0, len(todo), 65536):
             paths, _ = self.plan.task_values(todo[start:start + 65536])
             for rel in paths:
-                sweep_temps(self.layout.output_path(rel))
+                sweep_temps(self.layout.output_path(rel), self.tag)
 
     def execute(self) -> None:
         todo = self.plan.todo_tasks()
@@ -230,20 +286,28 @@ class Run:
             from .. import convert  # noqa: F401 - loaded once, before the workers fork
         chunk = max(8, min(128, len(todo) // (self.config.workers * 8)))
         n_workers = min(self.config.workers, -(-len(todo) // chunk))
-        with WorkerPool(TaskRunner(self.layout, self._worker_options()), n_workers,
-                        self.config.timeout, method=method, preload=PRELOAD) as pool:
-            if method != "forkserver":  # after the workers start: fork would copy it to each
-                table = self._metadata_table()
-            self._begin()
-            self.bar = _progress_bar(self.plan.todo_rows(), self.config.progress, self.stderr)
-            self.bar.update(len(self.plan.row_errors))
-            try:
-                self._drive(pool, todo, chunk, table)
-            except BaseException:
-                self.checkpoint()  # keep what workers reported; the next run redoes the rest
-                raise
-            finally:
-                self.bar.close()
+        try:
+            with WorkerPool(TaskRunner(self.layout, self._worker_options(), self.tag), n_workers,
+                            self.config.timeout, method=method, preload=PRELOAD) as pool:
+                if method != "forkserver":  # after the workers start: fork would copy it
+                    table = self._metadata_table()
+                self._begin()
+                self.bar = _progress_bar(self.plan.todo_rows(), self.config.progress,
+                                         self.stderr)
+                self.bar.update(len(self.plan.row_errors))
+                try:
+                    self._drive(pool, todo, chunk, table)
+                except BaseException:
+                    self.checkpoint(wait=True)  # keep what workers reported; the rest is redone
+                    raise
+                finally:
+                    self.bar.close()
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) or stopped: the pool has killed its workers,
+            # perhaps mid-write. Leave no temporary file behind.
+            for rel, _ in self.inflight.values():
+                sweep_temps(self.layout.output_path(rel), self.tag)
+            raise
 
     def _metadata_table(self) -> Any:
         if self.config.metadata is None:
@@ -269,12 +333,16 @@ class Run:
 
     def finish(self) -> None:
         """The last checkpoint, marking the run finished; then the output CSV."""
-        self.checkpoint(state="finished")
-        write_output_csv(
-            self.plan, self.status, self.ledger, self.layout,
-            input_csv=self.config.input_csv, output_csv=self.config.output_csv,
-            dcm_path_col=self.config.dcm_path_col, error_col=self.config.error_col,
-        )
+        self.checkpoint(state="finished", wait=True)
+        try:
+            write_output_csv(
+                self.plan, self.status, self.ledger, self.layout,
+                input_csv=self.config.input_csv, output_csv=self.config.output_csv,
+                dcm_path_col=self.config.dcm_path_col, error_col=self.config.error_col,
+                durable=self.config.sync,
+            )
+        except OSError as exc:  # disk full, read-only: the ledger has it all; a re-run writes it
+            raise RunStopped(self.config.output_csv, exc) from None
 
     # -- internals ----------------------------------------------------------------------
 
@@ -299,6 +367,7 @@ class Run:
             if exhausted and pool.idle:
                 break
             self._record(pool.poll(POLL_SECONDS))
+            self.settle(wait=False)
 
     def _chunks(self, todo: np.ndarray, size: int, table: Any):
         """Tasks in chunks, metadata joined in bulk; studies without metadata fail here."""
@@ -329,19 +398,20 @@ class Run:
             if outcome == outcomes.DONE:
                 self.status[task] = CONVERTED
                 self.entries.append((rel, sid, 1, None))
+                self.unsynced.append(rel)
                 summary.converted += n_rows
             elif outcome == outcomes.KEPT:
                 self.status[task] = SKIPPED
                 summary.skipped += n_rows
             else:
-                error = error or "UnknownError: the worker gave no reason"
+                error = error or internal_error("the worker gave no reason")
                 self.status[task] = FAILED
                 self.entries.append((rel, sid, 0, error))
                 summary.add_failure(error, n_rows)
                 for row in plan.rows_of(task):
                     self.log_lines.append(log_entry(*plan.raw_values(row, sid, rel), error))
                 if error.startswith(("Timeout>", "WorkerCrash")):
-                    sweep_temps(self.layout.output_path(rel))  # a kill can land mid-write
+                    sweep_temps(self.layout.output_path(rel), self.tag)  # a kill mid-write
         if n_done:
             self.since_checkpoint += n_done
             if self.bar is not None:
@@ -350,13 +420,99 @@ class Run:
             if self.config.checkpoint and self.since_checkpoint >= self.config.checkpoint:
                 self.checkpoint()
 
-    def checkpoint(self, state: str | None = None) -> None:
-        """Append the new log lines, then commit them with the results (one transaction)."""
+    def checkpoint(self, state: str | None = None, *, wait: bool = False) -> None:
+        """Append the new log lines (synced), sync the files converted since the last
+        checkpoint, then commit them with the results (one transaction).
+
+        The files are synced in a thread (:class:`SyncThenCommit`) while the parent goes on
+        handing out work; the commit follows when the sync is done (:meth:`settle`), and
+        before the next checkpoint's. ``wait``: commit before returning (the run's end, an
+        interruption).
+        """
         text = "".join(self.log_lines)
         size = self.log.append(text) if text else None
-        self.ledger.commit(self.entries, log_path=self.log.key, log_text=text, log_size=size,
-                           state=state)
-        self.entries, self.log_lines, self.since_checkpoint = [], [], 0
+        entries, converted = self.entries, self.unsynced
+        self.entries, self.log_lines, self.since_checkpoint, self.unsynced = [], [], 0, []
+
+        def commit() -> None:
+            self.ledger.commit(entries, log_path=self.log.key, log_text=text, log_size=size,
+                               state=state)
+
+        self.settle(wait=True)  # commits stay in order
+        if converted and self.config.sync:
+            self.pending = SyncThenCommit(lambda: self.sync_outputs(converted), commit)
+            if wait:
+                self.settle(wait=True)
+        else:
+            commit()
+
+    def settle(self, *, wait: bool) -> None:
+        """Commit the checkpoint whose files were being synced, if the sync is done
+        (``wait``: once it is)."""
+        pending = self.pending
+        if pending is None or not (wait or pending.done()):
+            return
+        self.pending = None
+        pending.finish()
+
+    def sync_outputs(self, records: list[str]) -> None:
+        """Make the files converted since the last checkpoint durable, and their directories.
+
+        One ``syncfs`` of ``--dcm_dir``'s file system where Linux has it: workers write
+        without syncing (the hot path stays as fast), and one call per checkpoint syncs
+        every file, directory and rename of them (``bench/durability.py`` measures it).
+        Elsewhere, each file and each directory once.
+        """
+        try:
+            if sync_filesystem(self.layout.dcm_root):
+                return
+            root = self.layout.dcm_root
+            directories = {root}
+            for rel in records:
+                path = self.layout.output_path(rel)
+                sync_file(path)
+                folder = os.path.dirname(path)
+                while folder not in directories and len(folder) > len(root):
+                    directories.add(folder)  # every directory the run may have made
+                    folder = os.path.dirname(folder)
+            for directory in sorted(directories):
+                sync_directory(directory)
+        except OSError as exc:
+            raise RunStopped(getattr(exc, "filename", None) or self.layout.dcm_root,
+                             exc) from None
+
+
+class SyncThenCommit:
+    """A checkpoint whose files a thread syncs, then committed by the parent's thread.
+
+    ``syncfs`` waits for the disk (milliseconds to seconds per checkpoint) and releases
+    the GIL: in a thread, the parent keeps its workers fed meanwhile, and the order that
+    makes rows durable (synced, then committed) holds. The ledger's connection stays in the
+    parent's thread.
+    """
+
+    def __init__(self, sync: Callable[[], None], commit: Callable[[], None]) -> None:
+        self._commit = commit
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._sync, args=(sync,), daemon=True,
+                                        name="wfdb2dicom-sync")
+        self._thread.start()
+
+    def _sync(self, sync: Callable[[], None]) -> None:
+        try:
+            sync()
+        except BaseException as exc:  # raised again in the parent's thread, by finish
+            self._error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def finish(self) -> None:
+        """Wait for the sync, then commit (or raise what stopped the sync)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        self._commit()
 
 
 def _progress_bar(total: int, enabled: bool | None, stream: TextIO) -> Any:

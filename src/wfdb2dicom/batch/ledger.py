@@ -15,8 +15,15 @@ What it holds:
 * ``meta``: also the run ``state`` (``running`` until a run ends normally), which tells the
   next run whether a kill may have left temporary files behind.
 
-The connection takes SQLite's exclusive lock for the whole run, so two runs writing the same
-output refuse to overlap instead of corrupting each other's results.
+Two runs on the same output never overlap: a run first takes an ``flock`` on
+``{ledger}.lock`` (without waiting), and only the run holding it creates or opens the ledger,
+which it then keeps under SQLite's exclusive lock until it ends. Two runs started at the same
+moment: exactly one proceeds, the other refuses with one line and touches nothing (SQLite's
+own locking alone let both refuse, leaving an empty ledger).
+
+Durability: commits use ``synchronous=FULL`` (the WAL is synced at every commit), and the
+engine syncs the files a commit records before it commits (see ``engine.Run.checkpoint``),
+so a row the ledger calls done has a file that survives a power cut.
 """
 
 from __future__ import annotations
@@ -26,10 +33,28 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from . import BatchError
+from . import BatchError, RunStopped
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's exclusive lock alone guards the ledger
+    fcntl = None  # type: ignore[assignment]
 
 SCHEMA_VERSION = "1"
 LEDGER_SUFFIX = ".ledger.sqlite"
+LOCK_SUFFIX = ".lock"
+"""``{ledger}.lock``: the file whose ``flock`` says a run owns this output (never deleted:
+deleting a lock file lets a third run lock a new file while the second holds the old)."""
+
+BUSY_SECONDS = 10.0
+"""How long to wait for a reader of the ledger (``wfdb2dicom verify``) once the lock is ours."""
+
+COLUMNS = {
+    "results": ["path", "study_id", "ok", "error"],
+    "log": ["seq", "log_path", "text"],
+    "meta": ["key", "value"],
+}
+"""Each table's columns, checked at open: a damaged ledger is refused in one line."""
 
 Entry = tuple[str, str, int, "str | None"]
 """``(record_path, study_id, ok, error)``: one ``results`` row."""
@@ -55,31 +80,80 @@ def ledger_path(output_csv: str | os.PathLike[str]) -> Path:
     return Path(f"{os.fspath(output_csv)}{LEDGER_SUFFIX}")
 
 
+def ledger_files(output_csv: str | os.PathLike[str]) -> list[Path]:
+    """Every file the ledger of ``output_csv`` may write (the database, its WAL and journal,
+    its lock file): a run refuses inputs that are one of them."""
+    base = ledger_path(output_csv)
+    return [base, *(Path(f"{base}{suffix}") for suffix in ("-wal", "-shm", "-journal",
+                                                            LOCK_SUFFIX))]
+
+
+def _damaged(path: Path, exc: BaseException) -> BatchError:
+    return BatchError(f"ledger {path} is damaged ({exc}); delete it to start the run over")
+
+
+def _take_lock(path: Path) -> int | None:
+    """``flock`` ``{path}.lock`` without waiting; its descriptor, held for the run."""
+    if fcntl is None:
+        return None
+    lock = f"{path}{LOCK_SUFFIX}"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise BatchError(f"cannot create {lock}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise BatchError(
+            f"another run is using {path} (same --output_csv); let it finish or stop it"
+        ) from None
+    return fd
+
+
 class Ledger:
     """An open ledger, locked for this run. Use :meth:`open` as a context manager."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, existed: bool) -> None:
+    def __init__(self, path: Path, db: sqlite3.Connection, existed: bool,
+                 lock_fd: int | None = None) -> None:
         self.path = path
         self.existed = existed
         """False when this run created the ledger (a first run, or a seed output to adopt)."""
         self._db = db
+        self._lock_fd = lock_fd
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Ledger:
         path = Path(path)
-        existed = path.exists()
+        lock_fd = _take_lock(path)
         try:
-            db = sqlite3.connect(path, timeout=0, isolation_level=None)
+            return cls._open_locked(path, lock_fd)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+
+    @classmethod
+    def _open_locked(cls, path: Path, lock_fd: int | None) -> Ledger:
+        existed = path.exists() and path.stat().st_size > 0  # an empty file holds nothing
+        try:
+            db = sqlite3.connect(path, timeout=BUSY_SECONDS if lock_fd is not None else 0,
+                                 isolation_level=None)
         except sqlite3.Error as exc:
             raise BatchError(f"cannot open ledger {path}: {exc}") from None
         try:
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA synchronous=FULL")  # the WAL synced at every commit
             db.execute("BEGIN IMMEDIATE")  # takes the lock now, and keeps it until close
             db.executescript(_SCHEMA)  # executescript commits first; the lock stays (EXCLUSIVE)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+            for table, columns in COLUMNS.items():
+                found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+                if found != columns:
+                    raise sqlite3.DatabaseError(
+                        f"table {table} has columns {', '.join(found) or 'none'}")
         except sqlite3.OperationalError as exc:
             db.close()
             if "locked" in str(exc) or "busy" in str(exc):
@@ -89,17 +163,20 @@ class Ledger:
             raise BatchError(f"cannot use ledger {path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             db.close()
-            raise BatchError(
-                f"ledger {path} is damaged ({exc}); delete it to start the run over"
-            ) from None
+            raise _damaged(path, exc) from None
         if version != SCHEMA_VERSION:
             db.close()
             raise BatchError(f"ledger {path} has schema {version}, this version writes "
                              f"{SCHEMA_VERSION}; delete it to start the run over")
-        return cls(path, db, existed)
+        return cls(path, db, existed, lock_fd)
 
     def close(self) -> None:
-        self._db.close()
+        try:
+            self._db.close()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
 
     def __enter__(self) -> Ledger:
         return self
@@ -109,8 +186,15 @@ class Ledger:
 
     # -- reads -------------------------------------------------------------------------
 
+    def _read(self, query: str, parameters: Iterable = ()) -> sqlite3.Cursor:
+        """Run a read; a damaged file or table is refused in one line, not a traceback."""
+        try:
+            return self._db.execute(query, tuple(parameters))
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self.path, exc) from None
+
     def _meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        row = self._read("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
     @property
@@ -120,8 +204,14 @@ class Ledger:
 
     def iter_done(self, batch: int = 65536) -> Iterator[list[tuple[str, str]]]:
         """``(record_path, study_id)`` of every converted file, in batches (bounded memory)."""
-        cursor = self._db.execute("SELECT path, study_id FROM results WHERE ok=1")
-        while rows := cursor.fetchmany(batch):
+        cursor = self._read("SELECT path, study_id FROM results WHERE ok=1")
+        while True:
+            try:
+                rows = cursor.fetchmany(batch)
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
+            if not rows:
+                return
             yield rows
 
     def errors_of(self, paths: list[str]) -> dict[str, str]:
@@ -132,14 +222,21 @@ class Ledger:
             part = paths[start:start + 500]
             query = ("SELECT path, error FROM results WHERE ok=0 AND path IN "
                      f"({','.join('?' * len(part))})")
-            found.update(self._db.execute(query, part).fetchall())
+            try:
+                found.update(self._read(query, part).fetchall())
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
         return found
 
     def log_state(self, log_path: str) -> tuple[int | None, str]:
         """The error log's committed size (None if never written) and the text committed."""
         size = self._meta(f"log_size:{log_path}")
-        rows = self._db.execute("SELECT text FROM log WHERE log_path=? ORDER BY seq", (log_path,))
-        return (int(size) if size is not None else None), "".join(r[0] for r in rows)
+        try:
+            rows = self._read("SELECT text FROM log WHERE log_path=? ORDER BY seq",
+                              (log_path,)).fetchall()
+            return (int(size) if size is not None else None), "".join(r[0] for r in rows)
+        except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
+            raise _damaged(self.path, exc) from None
 
     # -- writes (each is one transaction) ------------------------------------------------
 
@@ -151,6 +248,7 @@ class Ledger:
         log_text: str = "",
         log_size: int | None = None,
         state: str | None = None,
+        meta: dict[str, str] | None = None,
     ) -> None:
         """One checkpoint: results, the log text appended since the last one, its new size."""
         db = self._db
@@ -169,17 +267,21 @@ class Ledger:
                                (f"log_size:{log_path}", str(log_size)))
             if state is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (state,))
+            if meta:
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
             db.execute("COMMIT")
         except BaseException as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):  # disk full, I/O error: say so on one line
-                raise BatchError(f"cannot write ledger {self.path}: {exc}") from None
+            if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error, read-only
+                raise RunStopped(self.path, exc) from None
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _damaged(self.path, exc) from None
             raise
 
     def set_meta(self, key: str, value: str) -> None:
         """Record a fact about the run (e.g. its ``wfdb_dir``, for ``wfdb2dicom verify``)."""
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self.commit((), meta={key: value})
 
     def set_log_size(self, log_path: str, size: int) -> None:
         self.commit((), log_path=log_path, log_size=size)

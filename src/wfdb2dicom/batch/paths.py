@@ -70,7 +70,8 @@ def _is_clean(raw: str) -> bool:
     )
 
 
-def _inside(path: str, root: str) -> bool:
+def is_inside(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or below it (both already resolved)."""
     path, root = os.path.normcase(path), os.path.normcase(root)
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -173,7 +174,7 @@ class Layout:
             mode = os.lstat(path).st_mode
         except OSError:  # missing: reading fails later with the record's own error
             return True
-        return not stat.S_ISLNK(mode) or _inside(os.path.realpath(path), root)
+        return not stat.S_ISLNK(mode) or is_inside(os.path.realpath(path), root)
 
     def _dir_inside(self, root: str, folder: str, *, make: bool = False) -> bool:
         """Whether ``root/folder`` (``/``-separated, lexically clean) stays inside ``root``;
@@ -202,7 +203,7 @@ class Layout:
                 mode = os.lstat(full).st_mode
             except OSError:  # not there (nor makeable) or unreadable: the write reports it
                 return True
-            if stat.S_ISLNK(mode) and not _inside(os.path.realpath(full), root):
+            if stat.S_ISLNK(mode) and not is_inside(os.path.realpath(full), root):
                 return False
         if len(safe) >= self.CACHE_LIMIT:
             safe.clear()

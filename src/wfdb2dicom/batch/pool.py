@@ -36,7 +36,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,36 @@ def start_method(requested: str | None = None) -> str | None:
     return method
 
 
+PARENTS_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM")
+                        if hasattr(signal, name))
+"""Signals the parent alone handles. Ctrl-C reaches the whole process group: a fork server
+still importing ``preload`` (the first ~0.3 s) printed a KeyboardInterrupt traceback."""
+
+
+@contextmanager
+def parents_signals_held(method: str | None) -> Iterator[None]:
+    """Block :data:`PARENTS_SIGNALS` while a child process starts (start ``method``): the
+    child inherits the mask and ignores them before unblocking (workers,
+    :func:`_worker_main`; the fork server sets SIGINT to ignored and keeps SIGTERM blocked).
+    A signal that arrives meanwhile reaches the parent once unblocked.
+
+    multiprocessing's resource tracker, which ``spawn`` and ``forkserver`` start on first
+    use, *unblocks* these signals after starting itself: it is started first, outside.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no process groups to share
+        yield
+        return
+    if method != "fork":
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, PARENTS_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def start_fork_server(preload: Sequence[str] = ()) -> None:
     """Start the ``forkserver`` now, importing ``preload``, without waiting for it.
 
@@ -88,7 +119,8 @@ def start_fork_server(preload: Sequence[str] = ()) -> None:
     ctx.set_forkserver_preload(list(preload))
     from multiprocessing import forkserver
 
-    forkserver.ensure_running()
+    with parents_signals_held("forkserver"):
+        forkserver.ensure_running()
 
 
 def _exit_with_parent() -> None:
@@ -107,7 +139,10 @@ def _mark(slots: Any, index: int, task_id: int) -> None:
 
 def _worker_main(index: int, conn: mpc.Connection, slots: Any, runner: Any) -> None:
     """A worker: announce readiness, then run chunks until told to stop (``None``)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    for signum in PARENTS_SIGNALS:  # Ctrl-C and SIGTERM are the parent's to handle: it
+        signal.signal(signum, signal.SIG_IGN)  # checkpoints, then kills the workers
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENTS_SIGNALS)
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     setup = getattr(runner, "setup", None)
     if setup is not None:
@@ -247,7 +282,8 @@ class WorkerPool:
             name=f"wfdb2dicom-worker-{index}",
             daemon=True,
         )
-        process.start()
+        with parents_signals_held(self._ctx.get_start_method()):
+            process.start()
         child_end.close()  # the worker holds its own end; ours must go for EOF to work
         return _Worker(index, process, parent_end)
 

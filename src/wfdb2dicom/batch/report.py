@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_file
-from . import BatchError
+from . import BatchError, RunStopped
 from .ledger import Ledger
-from .outcomes import error_kind
+from .outcomes import INTERNAL_ERROR, error_kind
 from .paths import Layout
 from .plan import Plan, iter_rows, open_csv
 
@@ -52,9 +52,12 @@ class ErrorLog:
     so after any number of kills the log holds each failure as an uninterrupted run would.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, sync: bool = True) -> None:
+        """``sync``: appended text is synced before :meth:`append` returns (the ledger
+        commits its size next)."""
         self.path = Path(path)
         self.key = os.path.abspath(self.path)
+        self.sync = sync
 
     def size(self) -> int:
         try:
@@ -65,23 +68,33 @@ class ErrorLog:
     def reconcile(self, ledger: Ledger) -> None:
         committed, text = ledger.log_state(self.key)
         size = self.size()
-        if committed is None:  # a log this ledger never wrote: adopt it as it is
-            ledger.set_log_size(self.key, size)
-        elif size > committed:
-            with open(self.path, "r+b") as handle:
-                handle.truncate(committed)
-        elif size < committed:  # lost committed text (deleted, or a crash before write-back)
-            data = text.encode("utf-8")
-            with atomic_file(self.path, binary=True) as handle:
-                handle.write(data)
-            ledger.set_log_size(self.key, len(data))
+        try:
+            if committed is None:  # a log this ledger never wrote: adopt it as it is
+                ledger.set_log_size(self.key, size)
+            elif size > committed:
+                with open(self.path, "r+b") as handle:
+                    handle.truncate(committed)
+            elif size < committed:  # lost committed text (deleted, or a crash before write-back)
+                data = text.encode("utf-8")
+                with atomic_file(self.path, binary=True, durable=self.sync) as handle:
+                    handle.write(data)
+                ledger.set_log_size(self.key, len(data))
+        except OSError as exc:
+            raise RunStopped(self.path, exc) from None
 
     def append(self, text: str) -> int:
-        """Append ``text``; the file's new size, for the ledger."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab") as handle:
-            handle.write(text.encode("utf-8"))
-            return handle.tell()
+        """Append ``text``; the file's new size, for the ledger. An I/O error (disk full)
+        stops the run, naming the file."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "ab") as handle:
+                handle.write(text.encode("utf-8"))
+                handle.flush()
+                if self.sync:
+                    os.fsync(handle.fileno())
+                return handle.tell()
+        except OSError as exc:
+            raise RunStopped(self.path, exc) from None
 
 
 def write_output_csv(
@@ -94,8 +107,10 @@ def write_output_csv(
     output_csv: str | os.PathLike[str],
     dcm_path_col: str,
     error_col: str,
+    durable: bool = True,
 ) -> None:
-    """Render the output CSV from the input and the results in one linear pass, atomically.
+    """Render the output CSV from the input and the results in one linear pass, atomically
+    (``durable``: synced before it replaces the old one).
 
     The input is read again (the run keeps only two of its columns in memory), errors come
     from the ledger (committed before this is called); if the input already has the two
@@ -111,7 +126,7 @@ def write_output_csv(
     appended = width == n_input + 2 and out_header[-2:] == [dcm_path_col, error_col]
     dcm_at, error_at = out_header.index(dcm_path_col), out_header.index(error_col)
     padding = [""] * width
-    with atomic_file(Path(output_csv)) as out, handle:
+    with atomic_file(Path(output_csv), durable=durable) as out, handle:
         buffer = io.StringIO()  # rows are formatted here and written a block at a time
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(out_header)
@@ -164,17 +179,17 @@ class Summary:
     converted: int = 0
     skipped: int = 0
     failed: int = 0
+    internal: int = 0
+    """Failed rows whose error is a bug (``InternalError: ...``), counted apart."""
     failures: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
     def add_failure(self, error: str, n_rows: int = 1) -> None:
         self.failed += n_rows
-        self.failures[error_kind(error)] += n_rows
-
-    @property
-    def exit_status(self) -> int:
-        """0 when every row converted or was already done, 1 when any row failed."""
-        return 1 if self.failed else 0
+        kind = error_kind(error)
+        self.failures[kind] += n_rows
+        if kind == INTERNAL_ERROR:
+            self.internal += n_rows
 
     def render(self, *, output_csv: str, error_log: str, dcm_dir: str) -> str:
         rate = f" ({self.converted / self.seconds:.1f} converted/s)" if self.seconds else ""
@@ -184,6 +199,8 @@ class Summary:
             f"  skipped (already done):   {self.skipped}",
             f"  failed:                   {self.failed}",
         ]
+        if self.internal:
+            lines.append(f"  internal errors (bugs):   {self.internal}")
         width = max((len(kind) for kind in self.failures), default=0)
         for kind, count in sorted(self.failures.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"    {kind:<{width}}  {count}")

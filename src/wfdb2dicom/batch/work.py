@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .outcomes import DONE, FAILED, KEPT, describe_exception
+from .outcomes import DONE, FAILED, KEPT, describe_failure
 from .paths import Layout
 
 STAGE_GROUP = 16
@@ -58,9 +58,11 @@ class OptionValues:
 class TaskRunner:
     """Runs tasks in a worker; picklable, so it reaches spawned workers as an argument."""
 
-    def __init__(self, layout: Layout, options: OptionValues) -> None:
+    def __init__(self, layout: Layout, options: OptionValues, run_tag: str = "") -> None:
+        """``run_tag``: the run's identity in temporary names (``atomic.run_tag``)."""
         self.layout = layout
         self.options = options
+        self.run_tag = run_tag
         self._ready = False
 
     def setup(self) -> None:
@@ -112,7 +114,7 @@ class TaskRunner:
                     outcome[task_id] = (KEPT, None)
                     continue
             except Exception as exc:  # the row's result; the run goes on
-                outcome[task_id] = (FAILED, describe_exception(exc))
+                outcome[task_id] = (FAILED, describe_failure(exc))
                 continue
             jobs.append((record, metadata, study_id))
             job_tasks.append(task_id)
@@ -139,11 +141,11 @@ class TaskRunner:
         """
         parts, converted[index] = converted[index], None
         if isinstance(parts, Exception):
-            return FAILED, describe_exception(parts)
+            return FAILED, describe_failure(parts)
         try:
-            self._write(self.layout.output(rel), parts)  # makes its directory
+            self._write(self.layout.output(rel), parts, tag=self.run_tag)  # makes its directory
         except Exception as exc:
-            return FAILED, describe_exception(exc)
+            return FAILED, describe_failure(exc)
         return DONE, None
 
 

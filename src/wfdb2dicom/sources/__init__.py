@@ -88,7 +88,8 @@ def detect_source(columns: Collection[str], override: str | None = None,
 
 
 def table_columns(path: Path) -> list[str] | None:
-    """The column names of a CSV or Parquet table; None for a pickle (read to know)."""
+    """The column names of a CSV or Parquet table; None for a pickle (read to know). A
+    file that cannot be read, or a CSV without a first line, is refused with one line."""
     suffix = path.suffix.lower()
     if suffix in (".pkl", ".pickle"):
         return None
@@ -97,11 +98,14 @@ def table_columns(path: Path) -> list[str] | None:
             import pyarrow.parquet as pq
 
             return list(pq.ParquetFile(path).schema_arrow.names)
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return next(csv.reader(handle), None) or []
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is no name
+            names = next(csv.reader(handle), None)
     except Exception as exc:  # pyarrow raises many types for a malformed file
         raise ConversionError(
             f"cannot read metadata {path.name}: {type(exc).__name__}: {exc}") from None
+    if not names:
+        raise ConversionError(f"metadata {path.name} is empty")
+    return names
 
 
 def resolve_format(path: Path, override: str | None = None) -> str:

@@ -1,0 +1,131 @@
+"""The one reader of a batch run's output CSV: resume (adopting an output without a ledger),
+``wfdb2dicom verify`` and ``wfdb2dicom send`` all read it through :class:`RunCsv`.
+
+Three readers used to disagree; the rules now live here:
+
+* the file is UTF-8, a byte-order mark allowed (Excel adds one);
+* "no error" is an empty cell or the seed's ``NA``; a ``dcm_path`` of ``NA`` or empty means
+  no object;
+* a relative ``dcm_path`` is relative to the CSV's own folder, not to the directory the
+  reader happens to run in (the batch writes absolute paths; the seed wrote what its
+  ``--dcm_dir`` made them, which a CSV moved with its objects keeps meaningful).
+
+The writer (``report.write_output_csv``) is left as it is: its bytes are the seed's format.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import BatchError
+
+NO_VALUE = frozenset(("", "NA"))
+"""Cell texts (stripped) that hold nothing: empty, or the seed's ``NA``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One row of a run's output CSV, in the reader's terms."""
+
+    line: int
+    """The row's number among the data rows, from 1."""
+    study_id: str
+    path: str
+    """The record path as written ("" when the reader was given no path column)."""
+    dcm_path: str
+    """As written, stripped; "" when the row has no object."""
+    error: str | None
+    """The row's error; None when there is none."""
+
+    @property
+    def converted(self) -> bool:
+        return bool(self.dcm_path) and self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class RunObject:
+    """A DICOM object a run made."""
+
+    study_id: str
+    record_path: str
+    """The record path as written in the run's CSV."""
+    dcm_path: str
+    """As written in the CSV (what messages show)."""
+    file: str
+    """Absolute path of the object (:meth:`RunCsv.resolve` of ``dcm_path``)."""
+
+
+class RunCsv:
+    """A run's output CSV, with the columns the run was given (the seed's defaults)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        study_id_col: str = "study_id",
+        path_col: str | None = "path",
+        dcm_path_col: str = "dcm_path",
+        error_col: str = "dcm_error",
+    ) -> None:
+        """``path_col=None``: the record path is not needed (``send``)."""
+        self.path = Path(path)
+        self.columns = [study_id_col, dcm_path_col, error_col]
+        if path_col is not None:
+            self.columns.insert(1, path_col)
+        self.has_path = path_col is not None
+        self.base = os.path.dirname(os.path.abspath(self.path))
+
+    def resolve(self, dcm_path: str) -> str:
+        """The absolute path of a ``dcm_path`` cell: relative ones from the CSV's folder."""
+        return os.path.normpath(os.path.join(self.base, dcm_path))
+
+    def rows(self) -> Iterator[RunRow]:
+        """Every data row, in order; a missing file or column is a one-line
+        :class:`~wfdb2dicom.batch.BatchError`."""
+        try:
+            handle = open(self.path, newline="", encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise BatchError(f"output CSV not found: {self.path}") from None
+        except OSError as exc:
+            raise BatchError(f"cannot read {self.path}: {exc.strerror}") from None
+        with handle:
+            reader = csv.reader(handle)
+            try:
+                header = next(reader, None) or []
+                missing = [c for c in self.columns if c not in header]
+                if missing:
+                    raise BatchError(f"{self.path}: missing column(s) {', '.join(missing)} "
+                                     "(expected a batch run's output CSV)")
+                at = [header.index(c) for c in self.columns]
+                if not self.has_path:
+                    at.insert(1, -1)
+                path_at = at[1]
+                line = 0
+                for row in reader:
+                    if not row:
+                        continue
+                    line += 1
+                    cells = [row[i].strip() if 0 <= i < len(row) else "" for i in at]
+                    dcm, error = cells[2], cells[3]
+                    yield RunRow(
+                        line, cells[0], cells[1] if path_at >= 0 else "",
+                        "" if dcm in NO_VALUE else dcm,
+                        None if error in NO_VALUE else error,
+                    )
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise BatchError(f"{self.path} line {reader.line_num}: not a readable CSV "
+                                 f"({exc})") from None
+
+    def iter_objects(self) -> Iterator[RunObject]:
+        """Every object the run made, in order: today one per converted row.
+
+        The one place that says where a run's objects are: when runs write more than one
+        object per record (an objects manifest beside the CSV), this is where it is read.
+        """
+        for row in self.rows():
+            if row.converted:
+                yield RunObject(row.study_id, row.path, row.dcm_path, self.resolve(row.dcm_path))
