@@ -319,3 +319,15 @@ def test_challenge_record_line(challenge, tmp_path):
         record_to_dataset(challenge.root / "E00001")
     assert record_to_dataset(challenge.root / "E00001",
                              options=CHALLENGE_TIME).AcquisitionDateTime == "20200205113916"
+
+
+def test_demo_ptbxl(tmp_path):
+    """``wfdb2dicom demo --dataset ptbxl``: the corpus is written and every row converts."""
+    proc = subprocess.run([sys.executable, "-m", "wfdb2dicom.cli", "demo", str(tmp_path),
+                           "--dataset", "ptbxl", "-n", "3", "--workers", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "demo: 0 of 3 rows failed" in proc.stdout
+    assert (tmp_path / "ptb-xl" / "ptbxl_database.csv").is_file()
+    assert sorted(p.name for p in (tmp_path / "dicom").rglob("*.dcm")) == [
+        "00001_hr.dcm", "00002_hr.dcm", "00003_hr.dcm"]
