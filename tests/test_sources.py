@@ -331,3 +331,13 @@ def test_demo_ptbxl(tmp_path):
     assert (tmp_path / "ptb-xl" / "ptbxl_database.csv").is_file()
     assert sorted(p.name for p in (tmp_path / "dicom").rglob("*.dcm")) == [
         "00001_hr.dcm", "00002_hr.dcm", "00003_hr.dcm"]
+
+
+def test_ptbxl_record_name_gives_its_ecg_id(ptbxl, ptbxl_objects):
+    """``convert records100/00000/00003_lr --metadata ptbxl_database.csv``, no --study-id:
+    the table's source makes ecg_id 3 of the record name, the same object as with it."""
+    table = MetadataTable.load(ptbxl.table_csv)
+    for rel in ("records100/00000/00003_lr", "records500/00000/00003_hr"):
+        ds = record_to_dataset(ptbxl.root / rel, table)
+        assert ds.StudyID == "3" and ds.PatientAge == "090Y"
+        assert ds.SOPInstanceUID == pydicom.dcmread(ptbxl_objects["3", rel]).SOPInstanceUID

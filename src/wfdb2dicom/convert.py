@@ -44,6 +44,18 @@ def resolve_metadata(
     return metadata
 
 
+def study_key(study_id: str | None, record_name: str,
+              metadata: StudyMetadata | MetadataTable | None) -> str:
+    """The study key: ``study_id`` when given, else what the table's source makes of the
+    record name (PTB-XL: ``00001_hr`` -> ``1``, its ecg_id), else the record name (MIMIC-IV-ECG
+    names records by study_id)."""
+    if study_id:
+        return normalise_study_id(study_id)
+    if isinstance(metadata, MetadataTable):
+        return normalise_study_id(metadata.source.key_from_record_name(record_name))
+    return normalise_study_id(record_name)
+
+
 def record_to_dataset(
     record_path: str | Path,
     metadata: StudyMetadata | MetadataTable | None = None,
@@ -59,7 +71,7 @@ def record_to_dataset(
     """
     options = options or ConversionOptions()
     record = read_record(record_path, verify_checksums=options.verify_checksums)
-    key = normalise_study_id(study_id or record.name)
+    key = study_key(study_id, record.name, metadata)
     return build_dataset(
         record,
         resolve_metadata(metadata, key),
@@ -153,7 +165,7 @@ def convert_many_to_parts(
 
     def plan(index: int, record: EcgRecord) -> ObjectPlan:
         _, metadata, study_id = jobs[index]
-        key = normalise_study_id(study_id or record.name)
+        key = study_key(study_id, record.name, metadata)
         return plan_object(record, resolve_metadata(metadata, key), study_id=key,
                            options=options)
 

@@ -39,6 +39,8 @@ class MetadataSource:
     from_values: Callable[[RowValues], StudyMetadata]
     """A row's cleaned texts (stripped, None when empty) in ``columns`` order -> metadata;
     a bad value raises :class:`~wfdb2dicom.errors.MetadataError`."""
+    key_from_record_name: Callable[[str], str] = str
+    """The study key of a record converted without one (the record name by default)."""
 
     def from_row(self, row: dict[str, object]) -> StudyMetadata:
         """From a mapping of column -> value (tests, single rows)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import re
 from functools import lru_cache
 
 from ..errors import MetadataError
@@ -28,6 +29,9 @@ from . import MetadataSource
 COLUMNS = ("ecg_id", "patient_id", "age", "sex", "height", "weight", "device",
            "recording_date", "report", "scp_codes")
 """The columns read, in the order of a row's values."""
+
+_RECORD_NAME_RE = re.compile(r"^0*(\d+)_(?:hr|lr)$")
+"""``00001_hr`` / ``00001_lr``: PTB-XL's record names, the ecg_id zero-padded."""
 
 SEX_CODES = {"0": "M", "1": "F"}
 """PTB-XL's sex column: 0 male, 1 female."""
@@ -88,6 +92,12 @@ def _scp_statements(text: str | None) -> tuple[str, ...]:
                  for code, likelihood in codes.items() if code.strip())
 
 
+def key_from_record_name(name: str) -> str:
+    """``00001_hr`` -> ``1``: the ecg_id of a PTB-XL record (other names are kept)."""
+    match = _RECORD_NAME_RE.match(name)
+    return match.group(1) if match else name
+
+
 PTB_XL = MetadataSource(
     name="ptbxl",
     title="PTB-XL ptbxl_database.csv",
@@ -95,4 +105,5 @@ PTB_XL = MetadataSource(
     columns=COLUMNS,
     signature=frozenset({"ecg_id", "scp_codes"}),
     from_values=from_values,
+    key_from_record_name=key_from_record_name,
 )
