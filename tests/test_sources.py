@@ -341,3 +341,10 @@ def test_ptbxl_record_name_gives_its_ecg_id(ptbxl, ptbxl_objects):
         ds = record_to_dataset(ptbxl.root / rel, table)
         assert ds.StudyID == "3" and ds.PatientAge == "090Y"
         assert ds.SOPInstanceUID == pydicom.dcmread(ptbxl_objects["3", rel]).SOPInstanceUID
+
+
+def test_metadata_format_choices_are_the_sources():
+    from wfdb2dicom.cli_options import METADATA_FORMATS
+    from wfdb2dicom.sources import source_names
+
+    assert METADATA_FORMATS == ("auto", *source_names())

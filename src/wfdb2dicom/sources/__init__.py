@@ -58,7 +58,7 @@ def _sources() -> dict[str, MetadataSource]:
 
 def source_names() -> tuple[str, ...]:
     """The names ``--metadata-format`` accepts (``auto`` aside)."""
-    return ("mimic", "ptbxl")
+    return tuple(sorted(_sources()))
 
 
 def source_named(name: str) -> MetadataSource:
