@@ -14,6 +14,7 @@ from .errors import ConversionError
 
 def conversion_options(args: argparse.Namespace) -> ConversionOptions:
     """ConversionOptions from parsed arguments (validates --uid-root up front)."""
+    from .signal_classes import parse_override
     from .uids import check_uid_root
 
     return ConversionOptions(
@@ -22,19 +23,26 @@ def conversion_options(args: argparse.Namespace) -> ConversionOptions:
         acquisition_datetime=args.acquisition_datetime,
         patient_id=getattr(args, "patient_id", None),
         verify_checksums=not args.no_checksum,
+        signal_classes=tuple(sorted(dict(map(parse_override, args.signal_class)).items())),
+        max_duration=args.max_duration,
     )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     convert = subparsers.add_parser(
         "convert",
-        help="convert one WFDB record to a DICOM ECG object",
-        description="Convert one WFDB record to a DICOM ECG waveform object. Exit 0 on "
-        "success; otherwise a one-line reason on stderr, exit 2, and no output file.",
+        help="convert one WFDB record to DICOM waveform objects",
+        description="Convert one WFDB record to DICOM waveform objects: one per IOD (ECG, "
+        "hemodynamic, arterial pulse, respiratory), per segment and per part. With -o DIR/ "
+        "every object is written in DIR and its path printed, one per line; -o FILE.dcm "
+        "works for a record that makes one object. Exit 0 on success; otherwise a one-line "
+        "reason on stderr, exit 2, and no output file.",
     )
     convert.add_argument("record", help="record path without extension (a trailing .hea is "
                          "accepted)")
-    convert.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.dcm")
+    convert.add_argument("-o", "--output", required=True, metavar="OUT.dcm|DIR/",
+                         help="the file of a record that makes one object, or a directory "
+                         "(existing, or a path ending in /) for every object")
     convert.add_argument("--metadata", type=Path, metavar="FILE",
                          help="the study's metadata table: MIMIC-IV-ECG's "
                          "machine_measurements.csv or PTB-XL's ptbxl_database.csv as "
@@ -81,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from .convert import convert_record
+    from .convert import write_record
     from .fileio import open_regular_file
     from .metadata import MetadataTable
 
@@ -95,10 +103,14 @@ def run_convert(args: argparse.Namespace) -> int:
             print(f"wfdb2dicom convert: warning: {warning.message}", file=sys.stderr)
     # No timeout guards a single conversion: what is not a regular file (a FIFO would block
     # forever, /dev/zero never ends) is refused as it is opened.
-    out = convert_record(args.record, args.output, table, study_id=args.study_id,
-                         options=options, inputs=[args.metadata] if args.metadata else [],
-                         opener=open_regular_file)
-    print(out)
+    written = write_record(args.record, args.output, table, study_id=args.study_id,
+                           options=options, inputs=[args.metadata] if args.metadata else [],
+                           opener=open_regular_file)
+    for path in written.paths:
+        print(path)
+    for signal in written.left_out:
+        print(f"wfdb2dicom convert: note: signal {signal.label!r} (segment {signal.segment}) "
+              f"left out: {signal.reason}", file=sys.stderr)
     return 0
 
 
