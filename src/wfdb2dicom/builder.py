@@ -373,6 +373,7 @@ def plan_record(
     common = _CommonValues(key, options.uid_root, study_start, study_uid, station,
                            study_description, patient_id, sex, age, study_number, model,
                            _size_weight(metadata),
+                           # a segment's objects are told apart by their segment
                            instance_key(key, record.name) if segment is None else key)
     objects = []
     for spec in layout.objects:

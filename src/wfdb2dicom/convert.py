@@ -263,8 +263,10 @@ def _plan_segment(job: Job, segment: RecordSegment, options: ConversionOptions,
     _, metadata, study_id = job
     record = segment.record
     key = study_key(study_id, record.name, metadata)
+    # A record of one segment (index 1, at frame 0) is planned as a record on its own: the
+    # same plan, and its SOP Instance UID tells it from another record of the study.
     plan = plan_record(record, resolve_metadata(metadata, key), study_id=key,
-                       options=options, segment=segment)
+                       options=options, segment=None if only_segment else segment)
     return require_objects(plan) if only_segment else plan
 
 
