@@ -55,6 +55,8 @@ class OptionValues:
     signal_classes: tuple[str, ...] = ()
     """``--signal-class NAME=CLASS`` as given (checked by :meth:`check`)."""
     max_duration: float | None = None
+    metadata_format: str = "mimic"
+    """The source of the metadata rows the worker is sent (resolved by the parent)."""
 
     def check(self) -> None:
         """Refuse a bad ``--signal-class`` before any work (ConversionError)."""
@@ -98,9 +100,9 @@ class TaskRunner:
         record, ~0.5 µs after.
         """
         from ..convert import convert_many_to_parts, object_file_name, write_atomic
-        from ..metadata import StudyMetadata
+        from ..sources import source_named
 
-        self._metadata = StudyMetadata.from_values
+        self._metadata = source_named(self.options.metadata_format).from_values
         self._convert_many = convert_many_to_parts
         self._file_name = object_file_name
         self._write = write_atomic
