@@ -439,13 +439,16 @@ def adopt_seed_output(
                  dcm_path_col=dcm_path_col, error_col=error_col)
     batch: list[tuple[str, str, int, None]] = []
     try:
-        for row in run.iter_objects():
+        for row in run.rows():  # the seed's format: one object per row
+            if not row.converted:
+                continue
             try:
-                rel = normalise_record_path(row.record_path)
+                rel = normalise_record_path(row.path)
             except UnsafePath:
                 continue
             target = layout.output_path(rel)
-            if not is_nonempty_file(target) or not _same_path(row.file, target):
+            if not is_nonempty_file(target) or not _same_path(run.resolve(row.dcm_path),
+                                                                  target):
                 continue  # written somewhere else than this run would write it
             batch.append((rel, normalise_study_id(row.study_id), 1, None))
             if len(batch) == BLOCK:

@@ -11,6 +11,10 @@ Three readers used to disagree; the rules now live here:
   ``--dcm_dir`` made them, which a CSV moved with its objects keeps meaningful).
 
 The writer (``report.write_output_csv``) is left as it is: its bytes are the seed's format.
+
+A record can make several objects (one per IOD, segment or part): the run then also writes
+a manifest, ``{output_csv}.objects.csv`` (:data:`MANIFEST_COLUMNS`, one line per object, in
+input order), and :meth:`RunCsv.iter_objects` reads it when it is there.
 """
 
 from __future__ import annotations
@@ -46,17 +50,49 @@ class RunRow:
         return bool(self.dcm_path) and self.error is None
 
 
+MANIFEST_SUFFIX = ".objects.csv"
+"""The manifest of a run's objects is ``{output_csv}.objects.csv``."""
+
+MANIFEST_COLUMNS = ("row", "study_id", "record_path", "dcm_path", "sop_class_uid", "modality",
+                    "segment", "part", "start", "channels", "left_out")
+"""The manifest's columns: the input row (data rows from 1), its study_id, the record
+(absolute, without suffix), the object (absolute), its SOP Class UID and Modality, its
+segment and part (from 1), its start (ISO 8601), its channel labels joined by ``|``, and,
+on the record's first object only, the signals left out as ``label (segment N): reason``
+joined by `` | ``."""
+
+CHANNEL_SEPARATOR = "|"
+LEFT_OUT_SEPARATOR = " | "
+
+
+def manifest_path(output_csv: str | os.PathLike[str]) -> Path:
+    """``{output_csv}.objects.csv``: one line per object of the run."""
+    return Path(f"{os.fspath(output_csv)}{MANIFEST_SUFFIX}")
+
+
 @dataclass(frozen=True, slots=True)
 class RunObject:
     """A DICOM object a run made."""
 
     study_id: str
     record_path: str
-    """The record path as written in the run's CSV."""
+    """The record path: absolute when read from the manifest, else as written in the
+    run's CSV."""
     dcm_path: str
-    """As written in the CSV (what messages show)."""
+    """As written in the CSV or manifest (what messages show)."""
     file: str
     """Absolute path of the object (:meth:`RunCsv.resolve` of ``dcm_path``)."""
+    row: int = 0
+    """The input row it came from (data rows from 1)."""
+    sop_class_uid: str = ""
+    """"" when the run wrote no manifest (then: one object per row)."""
+    modality: str = ""
+    segment: int = 1
+    part: int = 1
+    start: str = ""
+    channels: tuple[str, ...] = ()
+    """Channel labels; () when the run wrote no manifest."""
+    left_out: str = ""
 
 
 class RunCsv:
@@ -120,12 +156,50 @@ class RunCsv:
                 raise BatchError(f"{self.path} line {reader.line_num}: not a readable CSV "
                                  f"({exc})") from None
 
-    def iter_objects(self) -> Iterator[RunObject]:
-        """Every object the run made, in order: today one per converted row.
+    @property
+    def manifest(self) -> Path:
+        return manifest_path(self.path)
 
-        The one place that says where a run's objects are: when runs write more than one
-        object per record (an objects manifest beside the CSV), this is where it is read.
+    def iter_objects(self) -> Iterator[RunObject]:
+        """Every object the run made, in input order: the manifest's lines when the run
+        wrote one (every object of every row), else each converted row's ``dcm_path``
+        (a seed's run, or an older one: one object per row).
+
+        The one place that says where a run's objects are.
         """
+        if self.manifest.is_file():
+            yield from self._manifest_objects()
+            return
         for row in self.rows():
             if row.converted:
-                yield RunObject(row.study_id, row.path, row.dcm_path, self.resolve(row.dcm_path))
+                yield RunObject(row.study_id, row.path, row.dcm_path,
+                                self.resolve(row.dcm_path), row=row.line)
+
+    def _manifest_objects(self) -> Iterator[RunObject]:
+        path = self.manifest
+        try:
+            handle = open(path, newline="", encoding="utf-8-sig")
+        except OSError as exc:
+            raise BatchError(f"cannot read {path}: {exc.strerror}") from None
+        with handle:
+            reader = csv.reader(handle)
+            try:
+                header = next(reader, None) or []
+                if tuple(header) != MANIFEST_COLUMNS:
+                    raise BatchError(f"{path}: not a run's manifest of objects (columns "
+                                     f"{', '.join(header) or 'none'})")
+                for cells in reader:
+                    if not cells:
+                        continue
+                    if len(cells) != len(MANIFEST_COLUMNS):
+                        raise ValueError(f"{len(cells)} cells, not {len(MANIFEST_COLUMNS)}")
+                    (row, study_id, record, dcm, sop, modality, segment, part, start,
+                     channels, left_out) = cells
+                    yield RunObject(
+                        study_id, record, dcm, self.resolve(dcm), int(row), sop, modality,
+                        int(segment), int(part), start,
+                        tuple(channels.split(CHANNEL_SEPARATOR)) if channels else (),
+                        left_out)
+            except (csv.Error, UnicodeDecodeError, ValueError) as exc:
+                raise BatchError(f"{path} line {reader.line_num}: not a readable manifest "
+                                 f"({exc})") from None
