@@ -411,10 +411,10 @@ def test_the_batch_parent_never_imports_pandas(tmp_path: Path) -> None:
     assert sum(1 for row in rows if row["dcm_path"]) == 6
 
 
-def test_batch_passes_signal_classes_and_refuses_several_objects_for_now(
+def test_batch_passes_signal_classes_and_writes_several_objects(
         challenge_record: Path, tmp_path: Path) -> None:
-    """``--signal-class`` reaches the workers; a record that makes several objects fails
-    its row with a one-line reason until the batch writes a manifest of objects."""
+    """``--signal-class`` reaches the workers; a record that makes several objects converts
+    whole, its row's ``dcm_path`` its ECG object."""
     listing = tmp_path / "in.csv"
     listing.write_text("study_id,path\na103l,a103l\n")
 
@@ -429,7 +429,9 @@ def test_batch_passes_signal_classes_and_refuses_several_objects_for_now(
         return row
 
     row = batch(tmp_path / "all")
-    assert row["dcm_error"].startswith("SeveralObjects: the record makes several DICOM objects")
+    assert row["dcm_error"] == "" and row["dcm_path"].endswith("a103l_s0001_p001_ecg.dcm")
+    assert sorted(p.name for p in (tmp_path / "all" / "dcm").iterdir()) == [
+        f"a103l_s0001_p001_{kind}.dcm" for kind in ("ecg", "hd", "pulse", "resp")]
     row = batch(tmp_path / "ecg", "--signal-class", "ABP=other", "--signal-class",
                 "PLETH=other", "--signal-class", "RESP=other")
     assert row["dcm_error"] == "" and row["dcm_path"].endswith("a103l.dcm")

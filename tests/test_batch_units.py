@@ -192,10 +192,19 @@ def test_plan_skips_only_done_rows_with_files(tmp_path: Path) -> None:
         Path(layout.output_path(rel)).parent.mkdir(parents=True, exist_ok=True)
         Path(layout.output_path(rel)).write_bytes(b"DICM")
     with Ledger.open(tmp_path / "l.sqlite") as ledger:
-        ledger.commit([("a/1", "1", 1, None), ("a/2", "2", 1, None),  # a/2: file missing
-                       ("a/3", "9", 1, None)])  # a/3: converted for another study_id
+        ledger.commit([("a/1", "1", 1, None, None, "[]"),
+                       ("a/2", "2", 1, None, None, "[]"),  # a/2: file missing
+                       ("a/3", "9", 1, None, None, "[]")])  # a/3: for another study_id
         plan = build_plan(rows, ledger, layout)
         assert plan.done.tolist() == [True, False, False]
+        # a record of several objects is done only when each of its files is there
+        several = "1_s0001_p001_ecg.dcm\n1_s0001_p001_hd.dcm"
+        ledger.commit([("a/1", "1", 1, None, several, "[]")])
+        assert build_plan(rows, ledger, layout).done.tolist() == [False, False, False]
+        Path(tmp_path / "dcm/a/1_s0001_p001_ecg.dcm").write_bytes(b"DICM")
+        assert build_plan(rows, ledger, layout).done.tolist() == [False, False, False]
+        Path(tmp_path / "dcm/a/1_s0001_p001_hd.dcm").write_bytes(b"DICM")
+        assert build_plan(rows, ledger, layout).done.tolist() == [True, False, False]
         assert build_plan(rows, ledger, layout, overwrite=True).done.tolist() == [False] * 3
         verify = build_plan(rows, ledger, layout, verify_existing=True)
         assert verify.done.tolist() == [False] * 3 and verify.verify.tolist() == [

@@ -236,18 +236,26 @@ def sync_file(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def sweep_temps(path: str | os.PathLike[str], tag: str | None = None) -> int:
+def sweep_temps(path: str | os.PathLike[str], tag: str | None = None, *,
+                record: bool = False) -> int:
     """Delete temporary files that killed writers left beside ``path``; how many.
 
-    ``tag``: only those written with that tag (a run's own); ``None``: every one."""
+    ``tag``: only those written with that tag (a run's own); ``None``: every one.
+    ``record``: ``path`` is a record's ``<stem>.dcm``: also those of its several objects'
+    files, ``<stem>_s....dcm`` (see :func:`wfdb2dicom.convert.object_file_name`)."""
     prefix = temp_prefix(path, tag)
+    stem = os.path.basename(os.fspath(path))[:-4]
+    suffix = f".{tag}." if tag is not None else "."
     removed = 0
     try:
         entries = list(os.scandir(os.path.dirname(os.fspath(path)) or "."))
     except OSError:  # no directory yet: nothing was ever written there
         return 0
     for entry in entries:
-        if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+        name = entry.name
+        ours = name.startswith(prefix) or (
+            record and name.startswith(f".{stem}_s") and f".dcm{suffix}" in name)
+        if ours and name.endswith(".tmp"):
             if _unlink_quietly(entry.path):
                 removed += 1
     return removed

@@ -54,6 +54,7 @@ from .report import (
     run_header,
     write_output_csv,
 )
+from .runcsv import manifest_path
 from .work import OptionValues
 
 PRELOAD = ("wfdb2dicom.convert", "wfdb2dicom.batch.work")
@@ -141,6 +142,7 @@ def check_outputs_are_not_inputs(config: BatchConfig) -> None:
     if config.metadata is not None:
         inputs.append(("--df_info_pkl", config.metadata))
     outputs = [("--output_csv", config.output_csv), ("--error_log", config.error_log_path)]
+    outputs.append(("the manifest", manifest_path(config.output_csv)))
     outputs += [("the ledger", path) for path in ledger_files(config.output_csv)]
     for out_flag, out in outputs:
         for in_flag, source in inputs:
@@ -198,7 +200,8 @@ def run_batch(config: BatchConfig, *, stdout: TextIO | None = None,
     with Ledger.open(ledger_path(config.output_csv)) as ledger:
         ledger.set_meta("wfdb_dir", layout.wfdb_root)  # lets `wfdb2dicom verify` find sources
         log = ErrorLog(config.error_log_path, sync=config.sync)
-        for done_by_us in (config.output_csv, log.path):  # a kill while they were replaced
+        # a kill while they were replaced:
+        for done_by_us in (config.output_csv, manifest_path(config.output_csv), log.path):
             sweep_temps(str(done_by_us))
         log.reconcile(ledger)
         if not ledger.existed and config.output_csv.is_file():
@@ -252,8 +255,9 @@ class Run:
         self.bar: Any = None
         self.tag = run_tag(config.output_csv)
         """This run's identity in temporary names."""
-        self.unsynced: list[str] = []
-        """Record paths converted since the last checkpoint (for the fallback sync)."""
+        self.unsynced: list[tuple[str, str | None]] = []
+        """``(record path, files)`` converted since the last checkpoint (for the fallback
+        sync)."""
         self.pending: SyncThenCommit | None = None
         """The last checkpoint, while its files are synced."""
 
@@ -265,7 +269,12 @@ class Run:
         for start in range(0, len(todo), 65536):
             paths, _ = self.plan.task_values(todo[start:start + 65536])
             for rel in paths:
-                sweep_temps(self.layout.output_path(rel), self.tag)
+                self._sweep_record(rel)
+
+    def _sweep_record(self, rel: str) -> None:
+        """Remove this run's temporary files of record ``rel``: of ``<rel>.dcm`` and of
+        its objects ``<rel>_s...`` (a worker killed while writing them)."""
+        sweep_temps(self.layout.output_path(rel), self.tag, record=True)
 
     def execute(self) -> None:
         todo = self.plan.todo_tasks()
@@ -304,7 +313,7 @@ class Run:
             # Interrupted (Ctrl-C, SIGTERM) or stopped: the pool has killed its workers,
             # perhaps mid-write. Leave no temporary file behind.
             for rel, _ in self.inflight.values():
-                sweep_temps(self.layout.output_path(rel), self.tag)
+                self._sweep_record(rel)
             raise
 
     def _metadata_table(self) -> Any:
@@ -357,9 +366,14 @@ class Run:
             block = todo[start:start + size]
             paths, sids = self.plan.task_values(block)
             metadata = table.raw_rows(sids) if table is not None else [None] * len(sids)
+            checks: list[Any] = verify[block].tolist()
+            if any(checks):  # --verify-existing: every file the ledger has of the record
+                recorded = self.ledger.objects_of(paths)
+                checks = [(recorded[rel][0],) if check and rel in recorded else False
+                          for rel, check in zip(paths, checks, strict=True)]
             tasks, missing = [], []
             for task, rel, sid, meta, check in zip(block.tolist(), paths, sids, metadata,
-                                                   verify[block].tolist(), strict=True):
+                                                   checks, strict=True):
                 self.inflight[task] = (rel, sid)
                 if table is not None and meta is None:
                     missing.append((task, outcomes.FAILED, MISSING_METADATA))
@@ -372,27 +386,30 @@ class Run:
     def _record(self, results: list[Result]) -> None:
         plan, summary = self.plan, self.summary
         n_done = 0
-        task_rows = plan.task_n_rows[[task for task, _, _ in results]].tolist()
-        for (task, outcome, error), n_rows in zip(results, task_rows, strict=True):
+        task_rows = plan.task_n_rows[[result[0] for result in results]].tolist()
+        for result, n_rows in zip(results, task_rows, strict=True):
+            task, outcome, error = result[:3]
             rel, sid = self.inflight.pop(task)
             n_done += n_rows
             if outcome == outcomes.DONE:
+                _, _, _, files, objects, n_left_out = result
                 self.status[task] = CONVERTED
-                self.entries.append((rel, sid, 1, None))
-                self.unsynced.append(rel)
+                self.entries.append((rel, sid, 1, None, files, objects))
+                self.unsynced.append((rel, files))
                 summary.converted += n_rows
+                summary.left_out += n_left_out
             elif outcome == outcomes.KEPT:
                 self.status[task] = SKIPPED
                 summary.skipped += n_rows
             else:
                 error = error or internal_error("the worker gave no reason")
                 self.status[task] = FAILED
-                self.entries.append((rel, sid, 0, error))
+                self.entries.append((rel, sid, 0, error, None, None))
                 summary.add_failure(error, n_rows)
                 for row in plan.rows_of(task):
                     self.log_lines.append(log_entry(*plan.raw_values(row, sid, rel), error))
                 if error.startswith(("Timeout>", "WorkerCrash")):
-                    sweep_temps(self.layout.output_path(rel), self.tag)  # a kill mid-write
+                    self._sweep_record(rel)  # a kill mid-write
         if n_done:
             self.since_checkpoint += n_done
             if self.bar is not None:
@@ -436,7 +453,7 @@ class Run:
         self.pending = None
         pending.finish()
 
-    def sync_outputs(self, records: list[str]) -> None:
+    def sync_outputs(self, records: list[tuple[str, str | None]]) -> None:
         """Make the files converted since the last checkpoint durable, and their directories.
 
         One ``syncfs`` of ``--dcm_dir``'s file system where Linux has it: workers write
@@ -449,10 +466,11 @@ class Run:
                 return
             root = self.layout.dcm_root
             directories = {root}
-            for rel in records:
-                path = self.layout.output_path(rel)
-                sync_file(path)
-                folder = os.path.dirname(path)
+            for rel, files in records:
+                paths = self.layout.object_paths(rel, files)
+                for path in paths:
+                    sync_file(path)
+                folder = os.path.dirname(paths[0])
                 while folder not in directories and len(folder) > len(root):
                     directories.add(folder)  # every directory the run may have made
                     folder = os.path.dirname(folder)

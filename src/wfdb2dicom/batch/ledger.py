@@ -28,6 +28,7 @@ so a row the ledger calls done has a file that survives a power cut.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -40,7 +41,7 @@ try:
 except ImportError:  # Windows: SQLite's exclusive lock alone guards the ledger
     fcntl = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 LEDGER_SUFFIX = ".ledger.sqlite"
 LOCK_SUFFIX = ".lock"
 """``{ledger}.lock``: the file whose ``flock`` says a run owns this output (never deleted:
@@ -50,21 +51,28 @@ BUSY_SECONDS = 10.0
 """How long to wait for a reader of the ledger (``wfdb2dicom verify``) once the lock is ours."""
 
 COLUMNS = {
-    "results": ["path", "study_id", "ok", "error"],
+    "results": ["path", "study_id", "ok", "error", "files", "objects"],
     "log": ["seq", "log_path", "text"],
     "meta": ["key", "value"],
 }
 """Each table's columns, checked at open: a damaged ledger is refused in one line."""
 
-Entry = tuple[str, str, int, "str | None"]
-"""``(record_path, study_id, ok, error)``: one ``results`` row."""
+Entry = tuple[str, str, int, "str | None", "str | None", "str | None"]
+"""``(record_path, study_id, ok, error, files, objects)``: one ``results`` row.
+
+``files``: the names of the record's objects beside ``<record_path>``, one a line, in time
+order (ECG first); None for a record that made the one file ``<record_path>.dcm`` (all of
+MIMIC-IV-ECG), so resume reads no list for them. ``objects``: what the manifest says of
+each object (:func:`encode_objects`); None for a failure."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     path TEXT PRIMARY KEY,
     study_id TEXT NOT NULL,
     ok INTEGER NOT NULL,
-    error TEXT
+    error TEXT,
+    files TEXT,
+    objects TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log (
     seq INTEGER PRIMARY KEY,
@@ -73,6 +81,43 @@ CREATE TABLE IF NOT EXISTS log (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+ObjectEntry = tuple[str, str, str, int, int, str, str]
+"""``(file name, sop_class_uid, modality, segment, part, start, channels)`` of one object,
+as the manifest writes them (channels joined by ``|``)."""
+
+
+def encode_objects(objects: list[ObjectEntry], left_out: str) -> str:
+    """The ``objects`` value: JSON ``[left_out, object, object...]`` (small, exact, and one
+    ``json.dumps`` per record in the worker)."""
+    return json.dumps([left_out, *objects], ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_objects(text: str) -> tuple[list[ObjectEntry], str]:
+    """``(objects, left_out)`` of an ``objects`` value."""
+    left_out, *objects = json.loads(text)
+    return [tuple(obj) for obj in objects], left_out  # type: ignore[misc]
+
+
+def describe_file(path: str) -> str:
+    """The ``objects`` value of a record's one file, read from its header: for the rows a
+    run adopts from an earlier output CSV (the seed's), which recorded nothing of them."""
+    import pydicom
+    import pydicom.valuerep
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=[
+            "SOPClassUID", "Modality", "AcquisitionDateTime", "WaveformSequence"])
+        labels = [str(getattr(channel, "ChannelLabel", ""))
+                  for group in ds.get("WaveformSequence", [])
+                  for channel in group.get("ChannelDefinitionSequence", [])]
+        start = pydicom.valuerep.DT(ds.AcquisitionDateTime).isoformat()
+        entry = (os.path.basename(path), str(ds.get("SOPClassUID", "")),
+                 str(ds.get("Modality", "")), 1, 1, start, "|".join(labels))
+    except Exception:  # unreadable: described as far as known
+        entry = (os.path.basename(path), "", "", 1, 1, "", "")
+    return encode_objects([entry], "")
 
 
 def ledger_path(output_csv: str | os.PathLike[str]) -> Path:
@@ -228,9 +273,10 @@ class Ledger:
         """``running`` if the last run did not end normally (killed, crashed, interrupted)."""
         return self._meta("state")
 
-    def iter_done(self, batch: int = 65536) -> Iterator[list[tuple[str, str]]]:
-        """``(record_path, study_id)`` of every converted file, in batches (bounded memory)."""
-        cursor = self._read("SELECT path, study_id FROM results WHERE ok=1")
+    def iter_done(self, batch: int = 65536) -> Iterator[list[tuple[str, str, str | None]]]:
+        """``(record_path, study_id, files)`` of every converted record, in batches (bounded
+        memory)."""
+        cursor = self._read("SELECT path, study_id, files FROM results WHERE ok=1")
         while True:
             try:
                 rows = cursor.fetchmany(batch)
@@ -250,6 +296,21 @@ class Ledger:
                      f"({','.join('?' * len(part))})")
             try:
                 found.update(self._read(query, part).fetchall())
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
+        return found
+
+    def objects_of(self, paths: list[str]) -> dict[str, tuple[str | None, str]]:
+        """``record_path -> (files, objects)`` of each of ``paths`` converted (the manifest's
+        source, read a block at a time like :meth:`errors_of`)."""
+        found: dict[str, tuple[str | None, str]] = {}
+        for start in range(0, len(paths), 500):
+            part = paths[start:start + 500]
+            query = ("SELECT path, files, objects FROM results WHERE ok=1 AND path IN "
+                     f"({','.join('?' * len(part))})")
+            try:
+                for path, files, objects in self._read(query, part):
+                    found[path] = (files, objects)
             except sqlite3.DatabaseError as exc:
                 raise _damaged(self.path, exc) from None
         return found
@@ -281,7 +342,8 @@ class Ledger:
 
         def write() -> None:
             db.executemany(
-                "INSERT OR REPLACE INTO results (path, study_id, ok, error) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO results (path, study_id, ok, error, files, objects) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 entries,
             )
             if log_path is not None:

@@ -97,6 +97,8 @@ class Layout:
         self.wfdb_root = os.path.realpath(wfdb_dir)
         self.dcm_root = os.path.realpath(dcm_dir)
         self.dcm_shown = os.path.abspath(dcm_dir)
+        self.wfdb_shown = os.path.abspath(wfdb_dir)
+        """``--wfdb_dir`` made absolute, as the manifest shows record paths."""
         self._safe: dict[str, set[str]] = {self.wfdb_root: set(), self.dcm_root: set()}
         # Paths are built by concatenation: os.path.join costs more than the check itself.
         self._prefix = {root: root.rstrip(os.sep) + os.sep for root in self._safe}
@@ -118,6 +120,18 @@ class Layout:
     def shown_output_path(self, rel: str) -> str:
         """The ``dcm_path`` value reported for record ``rel``."""
         return f"{self._shown_prefix}{self._native(rel)}.dcm"
+
+    def object_paths(self, rel: str, files: str | None, *, shown: bool = False) -> list[str]:
+        """Every file of record ``rel`` (no checks): ``<rel>.dcm`` when ``files`` is None,
+        else each of ``files`` (names, one a line) in ``rel``'s directory. ``shown``: as
+        ``dcm_path`` reports them."""
+        if files is None:
+            return [self.shown_output_path(rel) if shown else self.output_path(rel)]
+        folder = rel.rpartition("/")[0]
+        prefix = self._shown_prefix if shown else self._prefix[self.dcm_root]
+        if folder:
+            prefix += self._native(folder) + os.sep
+        return [prefix + name for name in files.split("\n")]
 
     def shown_output_paths(self, rels: list[str]) -> list[str]:
         """:meth:`shown_output_path` of each of ``rels`` (the output CSV's, in bulk)."""

@@ -26,7 +26,7 @@ from ..arrays import StringColumn, positions, text_scalar
 from ..errors import one_line
 from ..metadata import normalise_study_id
 from . import BatchError
-from .ledger import Ledger
+from .ledger import Entry, Ledger, describe_file
 from .paths import Layout, UnsafePath, is_nonempty_file, normalise_record_path
 from .runcsv import RunCsv
 
@@ -361,18 +361,19 @@ def _refuse_duplicate_studies(rows: InputRows, row_task: np.ndarray,
 def _done_tasks(
     ledger: Ledger, layout: Layout, rows: InputRows, task_first_row: np.ndarray
 ) -> np.ndarray:
-    """Tasks the ledger marks converted, for the same study_id, whose file still exists.
+    """Tasks the ledger marks converted, for the same study_id, whose files all still exist.
 
     Ledger rows are matched to tasks by path hash (a sorted numpy array and
     ``searchsorted``), then confirmed by comparing the strings: no hash table of every
     path, so memory stays small however large the run.
     """
     done = np.zeros(len(task_first_row), dtype=bool)
+    several: dict[int, str] = {}
     task_hash = rows.path_hashes[task_first_row]
     order = np.argsort(task_hash, kind="stable")
     sorted_hash = task_hash[order]
     for batch in ledger.iter_done():
-        wanted = np.fromiter((hash(path) for path, _ in batch), np.int64, len(batch))
+        wanted = np.fromiter((hash(entry[0]) for entry in batch), np.int64, len(batch))
         at = np.minimum(np.searchsorted(sorted_hash, wanted), len(sorted_hash) - 1)
         hit = np.flatnonzero(sorted_hash[at] == wanted)
         if not len(hit):
@@ -381,14 +382,22 @@ def _done_tasks(
         paths, sids = _values_at(rows, task_first_row[tasks])
         for task, entry, path, sid in zip(tasks.tolist(), hit.tolist(), paths, sids,
                                           strict=True):
-            if batch[entry] == (path, sid):
+            found = batch[entry]
+            if found[:2] == (path, sid):
                 done[task] = True
+                if found[2] is not None:  # several objects: each must be there
+                    several[task] = found[2]
     candidates = np.flatnonzero(done)
     for start in range(0, len(candidates), BLOCK):
         block = candidates[start:start + BLOCK]
         rels, _ = _values_at(rows, task_first_row[block])
         for task, rel in zip(block.tolist(), rels, strict=True):
-            if not is_nonempty_file(layout.output_path(rel)):
+            files = several.get(task)
+            if files is None:
+                there = is_nonempty_file(layout.output_path(rel))
+            else:
+                there = all(map(is_nonempty_file, layout.object_paths(rel, files)))
+            if not there:
                 done[task] = False
     return done
 
@@ -427,7 +436,7 @@ def adopt_seed_output(
     path_col: str,
     dcm_path_col: str,
     error_col: str,
-) -> Iterator[list[tuple[str, str, int, None]]]:
+) -> Iterator[list[Entry]]:
     """Ledger entries for the rows an earlier output CSV (e.g. the seed's) reports converted.
 
     A row counts as done when :class:`~wfdb2dicom.batch.runcsv.RunCsv` reads it as
@@ -437,7 +446,7 @@ def adopt_seed_output(
     """
     run = RunCsv(output_csv, study_id_col=study_id_col, path_col=path_col,
                  dcm_path_col=dcm_path_col, error_col=error_col)
-    batch: list[tuple[str, str, int, None]] = []
+    batch: list[Entry] = []
     try:
         for row in run.rows():  # the seed's format: one object per row
             if not row.converted:
@@ -450,7 +459,8 @@ def adopt_seed_output(
             if not is_nonempty_file(target) or not _same_path(run.resolve(row.dcm_path),
                                                                   target):
                 continue  # written somewhere else than this run would write it
-            batch.append((rel, normalise_study_id(row.study_id), 1, None))
+            batch.append((rel, normalise_study_id(row.study_id), 1, None, None,
+                          describe_file(target)))
             if len(batch) == BLOCK:
                 yield batch
                 batch = []

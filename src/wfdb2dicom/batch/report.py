@@ -21,10 +21,11 @@ import numpy as np
 
 from ..atomic import atomic_file
 from . import BatchError, RunStopped
-from .ledger import Ledger
+from .ledger import Ledger, decode_objects
 from .outcomes import INTERNAL_ERROR, error_kind
 from .paths import Layout
 from .plan import Plan, iter_rows, open_csv
+from .runcsv import MANIFEST_COLUMNS, manifest_path
 
 OUTPUT_BLOCK = 8192
 """Rows of the output CSV made at a time (their texts, paths and lists are held at once)."""
@@ -126,11 +127,16 @@ def write_output_csv(
     appended = width == n_input + 2 and out_header[-2:] == [dcm_path_col, error_col]
     dcm_at, error_at = out_header.index(dcm_path_col), out_header.index(error_col)
     padding = [""] * width
-    with atomic_file(Path(output_csv), durable=durable) as out, handle:
+    with atomic_file(Path(output_csv), durable=durable) as out, \
+            atomic_file(manifest_path(output_csv), durable=durable) as manifest, handle:
         buffer = io.StringIO()  # rows are formatted here and written a block at a time
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(out_header)
         out.write(buffer.getvalue())
+        manifest_buffer = io.StringIO()
+        manifest_writer = csv.writer(manifest_buffer, lineterminator="\n")
+        manifest_writer.writerow(MANIFEST_COLUMNS)
+        wfdb_prefix = layout.wfdb_shown.rstrip(os.sep) + os.sep
         rows = iter_rows(reader, input_csv)
         start = 0
         while block := list(islice(rows, OUTPUT_BLOCK)):
@@ -140,14 +146,27 @@ def write_output_csv(
             tasks = plan.row_task[start:end]
             outcome = np.where(tasks >= 0, status[np.maximum(tasks, 0)], -1).tolist()
             rels = plan.rows.paths.slice(start, end - start).to_pylist()
-            shown = layout.shown_output_paths(rels)
+            sids = plan.rows.study_ids.slice(start, end - start).to_pylist()
             errors = ledger.errors_of([
                 rel for rel, state in zip(rels, outcome, strict=True) if state == FAILED
+            ])
+            objects = ledger.objects_of([
+                rel for rel, state in zip(rels, outcome, strict=True)
+                if state == CONVERTED or state == SKIPPED
             ])
             for offset, row in enumerate(block):
                 state = outcome[offset]
                 if state == CONVERTED or state == SKIPPED:
-                    dcm_path, error = shown[offset], ""
+                    rel = rels[offset]
+                    files, described = objects[rel]
+                    paths = layout.object_paths(rel, files, shown=True)
+                    dcm_path, error = paths[0], ""
+                    record = wfdb_prefix + rel.replace("/", os.sep)
+                    entries, left_out = decode_objects(described)
+                    for index, (path, entry) in enumerate(zip(paths, entries, strict=True)):
+                        manifest_writer.writerow((
+                            start + offset + 1, sids[offset], record, path, *entry[1:],
+                            "" if index else left_out))
                 elif state < 0:  # refused before any work
                     dcm_path, error = "", plan.row_errors[start + offset]
                 else:
@@ -163,6 +182,9 @@ def write_output_csv(
             buffer.truncate()
             writer.writerows(block)
             out.write(buffer.getvalue())
+            manifest.write(manifest_buffer.getvalue())
+            manifest_buffer.seek(0)
+            manifest_buffer.truncate()
             start = end
         if start != plan.rows.n_rows:
             raise BatchError(
@@ -183,6 +205,9 @@ class Summary:
     """Failed rows whose error is a bug (``InternalError: ...``), counted apart."""
     failures: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    left_out: int = 0
+    """Signals left out of the records this run converted (each with its reason in the
+    manifest); their records still converted."""
 
     def add_failure(self, error: str, n_rows: int = 1) -> None:
         self.failed += n_rows
@@ -199,6 +224,9 @@ class Summary:
             f"  skipped (already done):   {self.skipped}",
             f"  failed:                   {self.failed}",
         ]
+        if self.left_out:
+            lines.append(f"  signals left out:         {self.left_out} (reasons in the "
+                         "manifest)")
         if self.internal:
             lines.append(f"  internal errors (bugs):   {self.internal}")
         width = max((len(kind) for kind in self.failures), default=0)
@@ -207,6 +235,7 @@ class Summary:
         lines += [
             f"  DICOM files:  {dcm_dir}",
             f"  output CSV:   {output_csv}",
+            f"  manifest:     {manifest_path(output_csv)}",
             f"  error log:    {error_log}",
         ]
         return "\n".join(lines)

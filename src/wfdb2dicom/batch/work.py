@@ -3,18 +3,25 @@
 This is the only module of the engine that knows a conversion happens; it leaves the
 conversion itself to :func:`wfdb2dicom.convert.convert_many_to_parts`. A task is the tuple
 ``(task_id, rel_path, study_id, metadata, verify)`` built by the engine.
+
+A converted record's result carries what the ledger keeps of it:
+``(task_id, DONE, None, files, objects, n_left_out)`` (see
+:data:`~wfdb2dicom.batch.ledger.Entry`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import gc
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .ledger import ObjectEntry, encode_objects
 from .outcomes import DONE, FAILED, KEPT, describe_failure
 from .paths import Layout
+from .runcsv import CHANNEL_SEPARATOR, LEFT_OUT_SEPARATOR
 
 STAGE_GROUP = 16
 """Records taken through the stages together, within a chunk: 16 records' samples (~2 MB)
@@ -24,9 +31,13 @@ Measured against whole chunks: 4-5% less worker CPU; groups of 8 lose the stages
 WORKER_GC_THRESHOLDS = (5000, 20, 20)
 """``gc.set_threshold`` in workers (Python's default: 700, 10, 10); see :meth:`TaskRunner.setup`."""
 
-Task = tuple[int, str, str, "tuple | None", bool]
+Task = tuple[int, str, str, "tuple | None", "bool | str | None"]
 """``(task_id, rel_path, study_id, metadata row or None, verify)``; the row's values as
-:meth:`~wfdb2dicom.metadata.MetadataTable.raw_rows` gives them."""
+:meth:`~wfdb2dicom.metadata.MetadataTable.raw_rows` gives them. ``verify``: False, or (for
+``--verify-existing``) the record's ``files`` as the ledger has them (None: ``<rel>.dcm``)
+wrapped as ``(files,)``."""
+
+Outcome = tuple  # (DONE | KEPT | FAILED, error[, files, objects, n_left_out])
 
 
 @dataclass(frozen=True)
@@ -86,26 +97,26 @@ class TaskRunner:
         no reference cycles, so the default (a collection per 700 allocations) cost ~5 µs a
         record, ~0.5 µs after.
         """
-        from ..convert import convert_many_to_parts, write_atomic
+        from ..convert import convert_many_to_parts, object_file_name, write_atomic
         from ..metadata import StudyMetadata
 
         self._metadata = StudyMetadata.from_values
         self._convert_many = convert_many_to_parts
+        self._file_name = object_file_name
         self._write = write_atomic
         self._conversion_options = self.options.build()
         gc.freeze()
         gc.set_threshold(*WORKER_GC_THRESHOLDS)
         self._ready = True
 
-    def __call__(self, task: Task) -> tuple[int, str | None]:
-        """``(DONE | KEPT | FAILED, error)`` of one task."""
-        _, status, error = self.run_chunk([task], lambda task_id: None)[0]
-        return status, error
+    def __call__(self, task: Task) -> Outcome:
+        """``(DONE | KEPT | FAILED, error, ...)`` of one task."""
+        return self.run_chunk([task], lambda task_id: None)[0][1:]
 
-    def run_chunk(self, tasks: list[Task],
-                  mark: Callable[[int], None]) -> list[tuple[int, int, str | None]]:
-        """``(task_id, DONE | KEPT | FAILED, error)`` of each task, in order; every
-        exception becomes its task's error string.
+    def run_chunk(self, tasks: list[Task], mark: Callable[[int], None]) -> list[tuple]:
+        """``(task_id, DONE | KEPT | FAILED, error, ...)`` of each task, in order (a
+        converted one's with its files and objects); every exception becomes its task's
+        error string.
 
         Stage by stage (see :func:`~wfdb2dicom.convert.convert_many_to_parts`): metadata and
         paths for the chunk, then conversion and writes for each :data:`STAGE_GROUP` records.
@@ -115,14 +126,15 @@ class TaskRunner:
         """
         if not self._ready:
             self.setup()
-        outcome: dict[int, tuple[int, str | None]] = {}
+        outcome: dict[int, Outcome] = {}
         jobs, job_tasks, rels = [], [], []
         for task_id, rel, study_id, row, verify in tasks:
             mark(task_id)
             try:
                 metadata = None if row is None else self._metadata(row)
                 record = self.layout.record_base(rel)
-                if verify and _still_valid(self.layout.output(rel)):
+                if verify and all(_still_valid(path) for path in
+                                  self.layout.object_paths(rel, verify[0])):
                     outcome[task_id] = (KEPT, None)
                     continue
             except Exception as exc:  # the row's result; the run goes on
@@ -143,8 +155,10 @@ class TaskRunner:
                 outcome[task_id] = self._write_result(rel, converted, index)
         return [(task[0], *outcome[task[0]]) for task in tasks]
 
-    def _write_result(self, rel: str, converted: list, index: int) -> tuple[int, str | None]:
-        """Write record ``index`` of ``converted`` (taking it out of the list); its outcome.
+    def _write_result(self, rel: str, converted: list, index: int) -> Outcome:
+        """Write every object of record ``index`` of ``converted`` (taking it out of the
+        list), named as ``convert -o DIR/`` names them; its outcome. The record is written
+        whole or not at all: a failure part-way removes the files it wrote.
 
         A failed record's exception reaches ``converted`` through its traceback's frames. Left
         in the list, or in a local of the chunk's loop, that cycle would keep every record of
@@ -154,16 +168,38 @@ class TaskRunner:
         result, converted[index] = converted[index], None
         if isinstance(result, Exception):
             return FAILED, describe_failure(result)
-        if result.several:  # the batch's manifest of objects is not there yet (issue 14)
-            return FAILED, ("SeveralObjects: the record makes several DICOM objects (one per "
-                            "IOD, segment or part); the batch writes one object per row for "
-                            "now: convert RECORD -o DIR/ writes them all")
+        folder, _, stem = rel.rpartition("/")
+        folder = f"{folder}/" if folder else ""
+        names: list[str] = []
+        entries: list[ObjectEntry] = []
+        written: list[str] = []
         try:
-            self._write(self.layout.output(rel), result.single_parts(),
-                        tag=self.run_tag)  # makes its directory
+            for obj in result.objects:
+                info = obj.info
+                name = self._file_name(stem, info, result.several)
+                path = self.layout.output(folder + name[:-4])  # makes its directory
+                self._write(path, obj.parts, tag=self.run_tag)
+                written.append(path)
+                names.append(name)
+                entries.append((name, info.plan.sop_class_uid, info.modality, info.segment,
+                                info.part, info.start.isoformat(),
+                                CHANNEL_SEPARATOR.join(info.channels)))
         except Exception as exc:
+            for path in written:
+                _remove(path)
             return FAILED, describe_failure(exc)
-        return DONE, None
+        left_out = LEFT_OUT_SEPARATOR.join(
+            f"{signal.label} (segment {signal.segment}): {signal.reason}"
+            for signal in result.left_out)
+        files = "\n".join(names) if result.several else None
+        return DONE, None, files, encode_objects(entries, left_out), len(result.left_out)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _still_valid(path: str) -> bool:
