@@ -331,16 +331,12 @@ class ObjectChecker:
                     text = header_text.decode("latin-1")
                 layout, record_name = self._layout(text, base)
                 files = layout.files_of(record_name)
-                if offset_seconds is not None and groups:
-                    first = round(offset_seconds * layout.fs)
-                    spans = int(groups[0].NumberOfWaveformSamples) * layout.fs / float(
-                        groups[0].SamplingFrequency)
-                    frames = (first, first + round(spans))
             except Exception as exc:
                 return Outcome(f"SourceUnreadable: {_describe(exc)}", None)
         folder = os.path.dirname(base)
         stats.append(f"{os.path.basename(base)}.hea:{header_stat}")
-        fast = (group_key is not None and frames is None and layout.bytes_are_samples
+        fast = (group_key is not None and frames is None and offset_seconds is None
+                and layout.bytes_are_samples
                 and (signals is None or tuple(signals) == layout.names))
         if group_key is not None and not fast:
             try:
@@ -366,7 +362,7 @@ class ObjectChecker:
             if fast:
                 problem = self._compare_bytes(layout, group_key, groups[0], samples)
             else:
-                problem = _compare_arrays(ds, facts, source, signals)
+                problem = _compare_arrays(ds, facts, source, signals, offset_seconds)
         return Outcome(problem, signature)
 
     # -- caches ------------------------------------------------------------------------
@@ -531,9 +527,15 @@ def _read_with_wfdb(base: str, layout: SourceLayout,
 
 
 def _compare_arrays(ds: Any, facts: list[GroupFacts], source: DecodedSource,
-                    signals: tuple[str, ...] | None) -> str | None:
+                    signals: tuple[str, ...] | None,
+                    offset_seconds: float | None = None) -> str | None:
     """Every channel matched to one of ``signals`` (default: all) by label; digital equal,
-    physical within tolerance, mapping as WFDB's; every one of ``signals`` present."""
+    physical within tolerance, mapping as WFDB's; every one of ``signals`` present.
+
+    ``offset_seconds``: the object is a part starting that long after the source; each
+    channel is compared with as many of its signal's samples from there as it holds. A
+    part may start between two frames of a multi-rate record (its fast signals' samples
+    are cut at their own rate), so the span is counted in each signal's samples."""
     from pydicom.waveforms import multiplex_array
 
     layout = source.layout
@@ -546,7 +548,12 @@ def _compare_arrays(ds: Any, facts: list[GroupFacts], source: DecodedSource,
             if match is None:
                 return f"channel {label!r} of group {group_index + 1} is not in the record"
             unused.remove(match)
-            digital = source.digital[match]
+            digital, expected = source.digital[match], source.physical[match]
+            if offset_seconds is not None:
+                first = round(offset_seconds * float(ds.WaveformSequence[group_index]
+                                                     .SamplingFrequency))
+                digital = digital[first:first + len(raw)]
+                expected = expected[first:first + len(raw)]
             if not np.array_equal(raw[:, channel_index], digital):
                 lengths = len(raw) == len(digital)
                 detail = (f"{int(np.sum(raw[:, channel_index] != digital))} samples"
@@ -556,7 +563,6 @@ def _compare_arrays(ds: Any, facts: list[GroupFacts], source: DecodedSource,
                                       layout.units[match], group_facts_, channel_index)
             if problem is not None:
                 return problem
-            expected = source.physical[match]
             valid = ~np.isnan(expected)
             scale = float(np.nanmax(np.abs(expected))) if valid.any() else 0.0
             if not np.allclose(scaled[valid, channel_index], expected[valid],
