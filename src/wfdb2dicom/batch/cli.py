@@ -27,9 +27,15 @@ DESCRIPTION = (
 
 EPILOG = """\
 outputs:
-  DCM_DIR/<path>.dcm        one DICOM file per converted record (<path> without .hea/.dat)
-  OUTPUT_CSV                every input column, in order, plus dcm_path and dcm_error: one
-                            row per input row, in input order (written once, at the end)
+  DCM_DIR/<path>.dcm        the DICOM file of a record that makes one object (<path>
+                            without .hea/.dat); a record of several objects (IODs, segments,
+                            parts): DCM_DIR/<path>_s0001_p001_ecg.dcm etc.
+  OUTPUT_CSV                every input column, in order, plus dcm_path (the row's first
+                            object) and dcm_error: one row per input row, in input order
+                            (written once, at the end)
+  OUTPUT_CSV.objects.csv    the manifest: one line per object (row, study_id, record_path,
+                            dcm_path, sop_class_uid, modality, segment, part, start,
+                            channels, left_out)
   ERROR_LOG                 default OUTPUT_CSV.errors.log: a "=== RUN <time> | todo=N ==="
                             line per run, then study_id<TAB>path<TAB>error per failed row
   OUTPUT_CSV.ledger.sqlite  progress, committed every --checkpoint rows; resume reads it
