@@ -145,6 +145,9 @@ class OrthancServer:
             "DicomAlwaysAllowGet": False,
             "DicomAlwaysAllowMove": False,
             "DicomCheckModalityHost": True,
+            # General 32-bit ECG (2020) is newer than Debian's DCMTK: a PACS that stores it
+            # is configured to accept a SOP class its toolkit does not know.
+            "UnknownSopClassAccepted": True,
             "SaveJobs": False,
             "ConcurrentJobs": 1,
             "Plugins": [str(self.plugin)] if self.plugin else [],

@@ -175,3 +175,68 @@ def test_median_beat_is_drawn_whole_in_every_cell(mortara: Path) -> None:
             x = drawn[f"{lead}:{start:g}-{start + 2.5:g}"].get_xdata()
             assert len(x) == 1200  # the whole 1.2 s beat
             assert x[0] == pytest.approx(preview.TRACE_START + start * 25.0)
+
+
+# --- every IOD the converter writes ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_object_per_iod(challenge_record, physionet_dir, tmp_path_factory) -> dict[str, Path]:
+    """SOP class name -> the first object of that class among the converter's outputs."""
+    import datetime as dt
+
+    from wfdb2dicom.builder import ConversionOptions
+    from wfdb2dicom.convert import write_record
+
+    out = tmp_path_factory.mktemp("preview_iods")
+    options = ConversionOptions(acquisition_datetime=dt.datetime(2000, 1, 1))
+    found: dict[str, Path] = {}
+    for base in (challenge_record, physionet_dir / "wfdb-python/mixedsignals",
+                 physionet_dir / "wfdb-python/binformats",
+                 physionet_dir / "wfdb-python/multi-segment/041s/041s",
+                 physionet_dir / "wfdb-python/multi-segment/s25047/s25047-2704-05-04-10-44"):
+        for path in write_record(base, f"{out}/{base.name}/", options=options).paths:
+            name = pydicom.dcmread(path, stop_before_pixels=True).SOPClassUID.name
+            found.setdefault(name, path)
+    return found
+
+
+def test_every_iod_renders(one_object_per_iod: dict[str, Path], tmp_path: Path) -> None:
+    """ECG objects on ECG paper; pressure, pulse and respiration as labelled strips."""
+    from wfdb2dicom.iods import IODS
+
+    assert sorted(one_object_per_iod) == sorted(f"{iod.name} Waveform Storage" for iod in IODS)
+    for name, dcm in one_object_per_iod.items():
+        png = preview.render_preview(dcm, tmp_path / f"{dcm.stem}.png")
+        image = imread(png)
+        assert image.shape[1] >= 1200 and image.shape[0] >= 600
+        assert (image[..., :3].mean(axis=2) < 0.2).mean() > 0.002, name
+        figure = preview.build_figure(read_dicom_ecg(dcm))
+        gids = [ax.get_gid() for ax in figure.axes]
+        assert (gids == ["ecg-grid"]) == ("ECG" in name), (name, gids)
+
+
+def test_strips_carry_label_and_units(one_object_per_iod: dict[str, Path]) -> None:
+    labels = {}
+    for name in ("Hemodynamic", "Arterial Pulse", "Multi-channel Respiratory"):
+        figure = preview.build_figure(read_dicom_ecg(
+            one_object_per_iod[f"{name} Waveform Storage"]))
+        labels[name] = [ax.get_ylabel() for ax in figure.axes]
+    assert labels == {"Hemodynamic": ["ABP (mmHg)"], "Arterial Pulse": ["PLETH (arbitrary units)"],
+                      "Multi-channel Respiratory": ["RESP (arbitrary units)"]}
+
+
+def test_long_strip_is_reduced_for_drawing_keeping_extremes(
+        one_object_per_iod: dict[str, Path]) -> None:
+    """The ICU record's 5 minutes of ABP (75,000 samples, a gap) draw as at most
+    STRIP_BINS min/max pairs whose extremes are the signal's."""
+    dcm = one_object_per_iod["Hemodynamic Waveform Storage"]
+    ds = pydicom.dcmread(dcm)
+    values = multiplex_array(ds, 0, as_raw=False)[:, 0]
+    raw = multiplex_array(ds, 0, as_raw=True)[:, 0]
+    values = values[raw != -32768]
+    (line,) = preview.build_figure(read_dicom_ecg(dcm)).axes[0].get_lines()
+    drawn = np.asarray(line.get_ydata(), dtype=float)
+    assert len(raw) == 75_000 and len(drawn) <= 2 * preview.STRIP_BINS + 2
+    assert np.nanmin(drawn) == pytest.approx(values.min())
+    assert np.nanmax(drawn) == pytest.approx(values.max())

@@ -70,7 +70,7 @@ def objects(tmp_path_factory, demo_corpus, demo_metadata, shared_data) -> list[t
     shutil.copyfile(shared_data / "dicom" / "anonymous_ecg.dcm", vendor)
     made.append(("vendor", vendor))
     classes = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID) for _, p in made}
-    assert classes == set(send.ECG_STORAGE_SOP_CLASSES)
+    assert classes == set(send.WAVEFORM_STORAGE_SOP_CLASSES[:3])  # the ECG family (SS)
     return made
 
 
@@ -537,7 +537,7 @@ def test_some_classes_refused_is_said_per_object(storescp_executable, objects, t
     ):
         summary = send_run(run.csv, url, batch_size=5, progress=False, **FAST_RETRY)
     classes = {str(ds.SOPInstanceUID): ds.SOPClassUID for ds in _by_uid(run.files).values()}
-    twelve_lead = {uid for uid, c in classes.items() if c == send.ECG_STORAGE_SOP_CLASSES[0]}
+    twelve_lead = {uid for uid, c in classes.items() if c == send.WAVEFORM_STORAGE_SOP_CLASSES[0]}
     assert set(_by_uid(received.iterdir())) == twelve_lead
     assert len(associations) == 1
     assert dict(summary.failures) == {"Rejected": len(objects) - len(twelve_lead)}
@@ -562,7 +562,7 @@ def test_no_context_accepted_is_said_and_not_retried(storescp_executable, object
     assert time.monotonic() - started < 20, "no backoff: not retried"
     assert len(associations) == 1
     assert dict(summary.failures) == {"Rejected": 8} and summary.sent == 0
-    names = ", ".join(UID(c).name for c in send.ECG_STORAGE_SOP_CLASSES)
+    names = ", ".join(UID(c).name for c in send.WAVEFORM_STORAGE_SOP_CLASSES)
     expected = (f"Rejected: no presentation context accepted by {url.split('//')[1]} "
                 f"for {names} (abstract syntax not supported)")
     assert {fields[2] for fields in run.failure_lines()} == {expected}
@@ -634,3 +634,47 @@ def test_help_states_exit_status_and_credentials(capsys) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "Exit status: 0 when every converted object is at the destination" in text
     assert ENV_TOKEN in text and "--batch-size" in text and "--retries" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# every object of a run's manifest
+
+
+@pytest.fixture(scope="module")
+def multi_object_run(physionet_dir, challenge_record, tmp_path_factory) -> Path:
+    from multi_object_run import batch_run
+
+    return batch_run(physionet_dir, challenge_record, tmp_path_factory.mktemp("multi"))
+
+
+def test_every_object_of_a_multi_object_run_arrives(server, multi_object_run) -> None:
+    """Hemodynamic, Arterial Pulse, Respiratory, Multi-channel Respiratory and General
+    32-bit ECG objects, segments and parts, beside the ECG ones: the manifest's objects all
+    go, over one association, as they are stored."""
+    from wfdb2dicom.batch.runcsv import RunCsv
+
+    files = [Path(o.file) for o in RunCsv(multi_object_run).iter_objects()]
+    classes = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPClassUID) for f in files}
+    assert classes == set(send.WAVEFORM_STORAGE_SOP_CLASSES)
+    summary = send_run(multi_object_run, server.dicom_url, batch_size=25, progress=False)
+    assert (summary.sent, summary.failed) == (len(files), 0), summary
+    assert_stored_as_sent(server, files, stow=False)
+
+
+def test_every_waveform_class_goes_implicit_vr_to_a_strict_peer(
+        storescp_executable, multi_object_run, tmp_path) -> None:
+    """A peer accepting Implicit VR only receives an object of each SOP class."""
+    from wfdb2dicom.batch.runcsv import RunCsv
+
+    first_of_class: dict[str, Path] = {}
+    for obj in RunCsv(multi_object_run).iter_objects():
+        sop = str(pydicom.dcmread(obj.file, stop_before_pixels=True).SOPClassUID)
+        first_of_class.setdefault(sop, Path(obj.file))
+    run = make_run(tmp_path, [(f"{i}", path) for i, path in
+                              enumerate(first_of_class.values(), start=10000000)])
+    # --promiscuous: DCMTK 3.6.7 does not know General 32-bit ECG (it refuses the context)
+    with storescp(storescp_executable, tmp_path, "+xi", "--promiscuous") as (url, received):
+        summary = send_run(run.csv, url, batch_size=4, progress=False, **FAST_RETRY)
+    assert (summary.sent, summary.failed) == (len(first_of_class), 0)
+    got = {str(ds.SOPClassUID) for ds in _by_uid(received.iterdir()).values()}
+    assert got == set(send.WAVEFORM_STORAGE_SOP_CLASSES)

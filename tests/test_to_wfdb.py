@@ -236,3 +236,80 @@ def test_read_dicom_ecg_accepts_a_dataset(mortara: Path) -> None:
     assert [g.label for g in ecg.groups] == ["RHYTHM", "MEDIAN BEAT"]
     assert ecg.statements == ("RITMO SINUSALE", "ECG NORMALE")
     assert ecg.acquisition_datetime == dt.datetime(2013, 1, 25, 10, 59, 19)
+
+
+# --- every kind of object the converter makes ---------------------------------------------
+
+OBJECT_RECORDS = ["wfdb-python/binformats", "wfdb-python/mixedsignals",
+                  "wfdb-python/multi-segment/041s/041s",
+                  "wfdb-python/multi-segment/s25047/s25047-2704-05-04-10-44"]
+WHEN = dt.datetime(2000, 1, 1)
+
+
+def _objects_back_to_source(base: Path, tmp_path: Path, max_duration: float | None = None
+                            ) -> set[str]:
+    """Every object of ``base`` through to-wfdb equals wfdb's own samples of its signals over
+    its span (found from the WFDB start time to-wfdb writes); returns the SOP classes seen."""
+    from test_objects import _segment_of
+    from test_reader import _wfdb_segments
+
+    from wfdb2dicom.builder import ConversionOptions
+    from wfdb2dicom.convert import write_record
+    from wfdb2dicom.signal_classes import units_code
+
+    written = write_record(base, f"{tmp_path}/dcm/", options=ConversionOptions(
+        acquisition_datetime=WHEN, max_duration=max_duration))
+    segments = {index: (start, record) for index, start, record in _wfdb_segments(base)}
+    header = wfdb.rdheader(str(base))
+    frame_rate, record_start = header.fs, header.base_datetime or WHEN
+    classes = set()
+    for path in written.paths:
+        ds = pydicom.dcmread(path)
+        classes.add(ds.SOPClassUID.name)
+        (back,) = dicom_to_wfdb(path, tmp_path / "wfdb")
+        record = wfdb.rdrecord(str(back), physical=False)
+        start_frame, source = segments[_segment_of(path, len(segments))]
+        offset_s = (record.base_datetime - record_start).total_seconds() - start_frame / frame_rate
+        names = [n.lower() for n in source.sig_name]
+        for c, name in enumerate(record.sig_name):
+            column = next(i for i, n in enumerate(names) if n == name.lower()
+                          and abs(source.fs * source.samps_per_frame[i] - record.fs) < 1e-6)
+            first = round(offset_s * record.fs)
+            expected = source.e_d_signal[column][first:first + record.sig_len]
+            np.testing.assert_array_equal(record.d_signal[:, c], expected, err_msg=path.name)
+            assert units_code(record.units[c]) == units_code(source.units[column]), path.name
+        if ds.WaveformSequence[0].WaveformSampleInterpretation == "SL":
+            assert set(record.fmt) <= {"24", "32"}
+    return classes
+
+
+@pytest.mark.parametrize("rel", OBJECT_RECORDS, ids=lambda r: Path(r).name)
+def test_every_object_of_shared_records_back_to_source(rel: str, physionet_dir: Path,
+                                                       tmp_path: Path) -> None:
+    """General 32-bit ECG (SL), HD, pulse, respiration; segments with their time offsets."""
+    classes = _objects_back_to_source(physionet_dir / rel, tmp_path)
+    assert classes
+
+
+def test_icu_parts_back_to_source(challenge_record: Path, tmp_path: Path) -> None:
+    """Consecutive parts of each IOD's object: each part is its own span of the source."""
+    classes = _objects_back_to_source(challenge_record, tmp_path, max_duration=60)
+    assert classes == {"12-lead ECG Waveform Storage", "Hemodynamic Waveform Storage",
+                       "Arterial Pulse Waveform Storage",
+                       "Multi-channel Respiratory Waveform Storage"}
+
+
+def test_units_come_back_in_wfdb_spelling(challenge_record: Path, tmp_path: Path) -> None:
+    """Before: mm[Hg] went into the header, and wfdb read '[Hg] ...' as the signal name."""
+    from wfdb2dicom.builder import ConversionOptions
+    from wfdb2dicom.convert import write_record
+
+    written = write_record(challenge_record, f"{tmp_path}/dcm/",
+                           options=ConversionOptions(acquisition_datetime=WHEN))
+    found = {}
+    for path in written.paths:
+        (back,) = dicom_to_wfdb(path, tmp_path / "wfdb")
+        header = wfdb.rdheader(str(back))
+        found.update(zip(header.sig_name, header.units, strict=True))
+    source = wfdb.rdheader(str(challenge_record))
+    assert found == dict(zip(source.sig_name, source.units, strict=True))

@@ -140,7 +140,7 @@ def test_decoding_reference_fails_on_each_altered_object_too(altered_run) -> Non
     """The fast path (bytes, cached mapping) and the full decode agree on every object."""
     path, root, studies = altered_run
     fast, decoded = ObjectChecker(), ObjectChecker()
-    for study, record, dcm in read_run(path, root):
+    for study, record, dcm, *_ in read_run(path, root):
         expected = study in studies.values()
         by_bytes = fast.check(record, dcm).problem
         by_arrays = decoded.check(record, dcm, decode=True).problem
@@ -198,7 +198,7 @@ def corpora_objects(physionet_dir, run_csv, tmp_path_factory) -> list[tuple[str,
         convert_record(physionet_dir / name, out / f"{name}.dcm", options=options)
         objects.append((name, str(physionet_dir / name), str(out / f"{name}.dcm")))
     path, root = run_csv
-    objects += [(study, record, dcm) for study, record, dcm in read_run(path, root)]
+    objects += [(study, record, dcm) for study, record, dcm, *_ in read_run(path, root)]
     return objects
 
 
@@ -320,3 +320,71 @@ def test_killed_verify_resumes_where_it_stopped(tmp_path) -> None:
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert counts(resumed) == (n - done, done)
     assert ledger_rows(run) == n
+
+
+# --- every object of a run's manifest ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def multi_object_run(physionet_dir, challenge_record, tmp_path_factory) -> Path:
+    """A batch run of records of several objects each (SL samples, HD/pulse/respiration,
+    segments, consecutive parts with time offsets): its output CSV."""
+    from multi_object_run import batch_run
+
+    return batch_run(physionet_dir, challenge_record, tmp_path_factory.mktemp("multi"))
+
+
+def test_verify_covers_every_object_of_the_manifest(multi_object_run: Path) -> None:
+    from wfdb2dicom.batch.runcsv import RunCsv
+
+    objects = list(RunCsv(multi_object_run).iter_objects())
+    classes = {o.sop_class_uid for o in objects}
+    assert len(classes) == 8 and {1, 2, 3} <= {o.part for o in objects}
+    assert {o.segment for o in objects} > {1, 2, 20}
+    proc = verify("--output_csv", str(multi_object_run), "--workers", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"verified {len(objects)} objects: {len(objects)} passed, 0 failed" in proc.stdout
+
+
+@pytest.mark.parametrize(("pattern", "label"), [
+    ("a103l_s0001_p002_hd.dcm", "ABP"),              # HD, a part in the middle
+    ("041s_s0002_p001_resp.dcm", "RESP"),             # a segment's respiration object
+    ("binformats.dcm", "sig 8, fmt 24"),             # SL samples
+])
+def test_altered_sample_in_any_object_is_caught_and_named(
+        multi_object_run: Path, tmp_path: Path, pattern: str, label: str) -> None:
+    from wfdb2dicom.batch.runcsv import manifest_path
+
+    manifest = manifest_path(multi_object_run).read_text()
+    (victim,) = [Path(line.split(",")[3]) for line in manifest.splitlines()[1:]
+                 if line.split(",")[3].endswith("/" + pattern)]
+    ds = pydicom.dcmread(victim)
+    group = ds.WaveformSequence[0]
+    width = 4 if group.WaveformSampleInterpretation == "SL" else 2
+    labels = [c.ChannelLabel for c in group.ChannelDefinitionSequence]
+    data = bytearray(group.WaveformData)
+    at = (100 * len(labels) + labels.index(label)) * width
+    data[at] ^= 0x01
+    group.WaveformData = bytes(data)
+    altered = tmp_path / victim.name
+    ds.save_as(altered)
+    edited = tmp_path / "run.csv"
+    edited.write_bytes(multi_object_run.read_bytes())
+    manifest_path(edited).write_text(manifest.replace(str(victim), str(altered)))
+    proc = verify("--output_csv", str(edited), "--wfdb_dir",
+                  str(multi_object_run.parent / "wfdb"), "--workers", "1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (failure,) = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
+    assert str(altered) in failure
+    assert f"samples of {label!r} differ from the WFDB record (1 samples)" in failure
+
+
+def test_fast_path_kept_when_the_manifest_lists_every_signal(run_csv) -> None:
+    """A MIMIC object's manifest line names all 12 leads: still compared as bytes."""
+    path, root = run_csv
+    study, record, dcm, *_ = read_run(path, root)[0]
+    names = tuple(c.ChannelLabel for c in
+                  pydicom.dcmread(dcm).WaveformSequence[0].ChannelDefinitionSequence)
+    checker = ObjectChecker()
+    assert checker.check(record, dcm, signals=names).problem is None
+    assert checker.check(record, dcm, signals=names[:11]).problem is not None
+    assert checker.compared == {"bytes": 1, "arrays": 1}

@@ -11,6 +11,12 @@ the recording (I/II/III, then aVR/aVL/aVF, V1-V3, V4-V6), a 10 s lead II rhythm 
 a 1 mV calibration pulse at the start of each row. Leads are found by name, so any lead order
 and any sampling rate draw correctly; a record without the standard leads is drawn as stacked
 full-length strips instead.
+
+Objects of the other waveform IODs (Hemodynamic, Arterial Pulse, Respiratory) have no paper
+convention: each channel gets a strip chart of the whole object, labelled with its name and
+units (mmHg, arbitrary units...), scaled to its own range. A long object is reduced for
+drawing only, to each pixel column's minimum and maximum, so peaks survive and an hour of a
+pressure signal draws as fast as a minute.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import argparse
 import math
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +37,9 @@ from matplotlib.figure import Figure
 
 from .dicom_ecg import DicomChannel, DicomEcg, DicomGroup, lead_name, read_dicom_ecg
 from .errors import ConversionError
+from .iods import by_sop_class
 from .leads import normalise_lead_name
+from .signal_classes import NO_UNITS, SignalClass, wfdb_units
 
 PAPER_SPEED = 25.0
 """mm per second."""
@@ -76,6 +85,11 @@ MAJOR_COLOUR = "#e58a94"
 TRACE_COLOUR = "black"
 FORMATS = ("png", "pdf", "svg")
 
+STRIP_HEIGHT = 32.0
+"""mm per channel of a strip chart (non-ECG objects)."""
+STRIP_BINS = 2000
+"""Most (min, max) pairs drawn per strip: more than the PNG has pixel columns in a strip."""
+
 _MV_PER_UNIT = {"uV": 1e-3, "µV": 1e-3, "mV": 1.0, "V": 1e3, "nV": 1e-6}
 """UCUM voltage units -> mV. Paper gain is defined in mm/mV, so everything is drawn in mV."""
 
@@ -114,6 +128,8 @@ def build_figure(
     The grid axes (``figure.axes[0]``, gid ``ecg-grid``) has paper millimetres as data units.
     """
     group = _choose_group(ecg, group_index)
+    if not _is_ecg(ecg, group):
+        return _strip_chart(ecg, group, source_name)
     signals = [_millivolts(group, c) for c in range(len(group.channels))]
     names = [lead_name(c) or f"channel {n}" for n, c in enumerate(group.channels, start=1)]
     by_name = {normalise_lead_name(name): i for i, name in reversed(list(enumerate(names)))}
@@ -177,6 +193,85 @@ def build_figure(
 
     _draw_header(figure, columns, group, len(ecg.groups), page_height, twelve_lead)
     return figure
+
+
+def _is_ecg(ecg: DicomEcg, group: DicomGroup) -> bool:
+    """An ECG IOD's object, or (an IOD we do not know) one whose channels are all voltages."""
+    iod = by_sop_class(ecg.sop_class_uid)
+    if iod is not None:
+        return iod.signal_class is SignalClass.ECG
+    return all(c.sensitivity_units.strip() in _MV_PER_UNIT or not c.sensitivity_units.strip()
+               for c in group.channels)
+
+
+def _strip_chart(ecg: DicomEcg, group: DicomGroup, source_name: str) -> Figure:
+    """One strip per channel over the whole object, each in its own units and range.
+
+    Each strip's axes has gid ``strip:<label>``; its y label is ``<label> (<units>)``.
+    """
+    iod = by_sop_class(ecg.sop_class_uid)
+    columns = _header_columns(ecg, source_name, iod.name if iod else "Waveform")
+    n = len(group.channels)
+    grid_height = n * STRIP_HEIGHT
+    page_height = max(MIN_PAGE_HEIGHT, GRID_BOTTOM + 6.0 + grid_height + _header_height(columns))
+    figure = Figure(figsize=(PAGE_WIDTH / 25.4, page_height / 25.4), dpi=DPI)
+    FigureCanvasAgg(figure)
+    scale, unit = _time_unit(group.duration)
+    times = np.arange(group.n_samples) / group.sampling_frequency / scale
+    for number, channel in enumerate(group.channels):
+        bottom = GRID_BOTTOM + 6.0 + (n - 1 - number) * STRIP_HEIGHT
+        label = lead_name(channel) or f"channel {number + 1}"
+        ax = figure.add_axes((GRID_LEFT / PAGE_WIDTH, (bottom + 2.0) / page_height,
+                              GRID_WIDTH / PAGE_WIDTH, (STRIP_HEIGHT - 5.0) / page_height),
+                             gid=f"strip:{label}")
+        raw = group.samples[:, number]
+        values = channel.physical(raw)
+        if group.padding_value is not None:
+            values[raw == group.padding_value] = np.nan
+        x, y = _envelope(times, values)
+        ax.plot(x, y, color=TRACE_COLOUR, lw=0.6)
+        ax.set_xlim(0, group.n_samples / group.sampling_frequency / scale)
+        ax.set_ylabel(f"{label} ({_units_text(channel)})", fontsize=7.5)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, color=MINOR_COLOUR, lw=0.5)
+        if number < n - 1:
+            ax.tick_params(labelbottom=False)
+        else:
+            ax.set_xlabel(f"time ({unit})", fontsize=7.5)
+    _draw_header(figure, columns, group, len(ecg.groups), page_height, None)
+    return figure
+
+
+def _time_unit(seconds: float) -> tuple[float, str]:
+    for scale, unit in ((3600.0, "h"), (60.0, "min")):
+        if seconds >= 3 * scale:
+            return scale, unit
+    return 1.0, "s"
+
+
+def _envelope(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most STRIP_BINS (min, max) pairs: what a pixel column shows, extremes kept."""
+    if len(values) <= 2 * STRIP_BINS:
+        return times, values
+    per_bin = math.ceil(len(values) / STRIP_BINS)
+    usable = len(values) // per_bin * per_bin
+    bins = values[:usable].reshape(-1, per_bin)
+    tail = values[usable:]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-gap bin is a gap
+        low, high = np.nanmin(bins, axis=1), np.nanmax(bins, axis=1)
+        if len(tail):
+            low = np.append(low, np.nanmin(tail))
+            high = np.append(high, np.nanmax(tail))
+    starts = times[::per_bin][: len(low)]
+    return np.repeat(starts, 2), np.column_stack([low, high]).ravel()
+
+
+def _units_text(channel: DicomChannel) -> str:
+    code = channel.sensitivity_units.strip()
+    if not code or code == NO_UNITS[0]:
+        return "arbitrary units"
+    return wfdb_units(code)
 
 
 def _choose_group(ecg: DicomEcg, group_index: int | None) -> DicomGroup:
@@ -274,7 +369,8 @@ def _draw_calibration(ax, centre: float) -> None:
             color=TRACE_COLOUR, lw=0.8, gid="calibration", solid_joinstyle="miter")
 
 
-def _header_columns(ecg: DicomEcg, source_name: str) -> list[tuple[float, str, list[str]]]:
+def _header_columns(ecg: DicomEcg, source_name: str, title: str = "ECG"
+                    ) -> list[tuple[float, str, list[str]]]:
     """(page x in mm, title, wrapped lines) of each header column, at most HEADER_LINES long.
 
     Fixed column positions and widths in characters keep the columns from running into each
@@ -293,7 +389,7 @@ def _header_columns(ecg: DicomEcg, source_name: str) -> list[tuple[float, str, l
         identity.append(f"File: {source_name}")
     measurements = [f"{a.concept or 'value'}: {_number(a.value)} {a.units or ''}".strip()
                     for a in ecg.measurements]
-    columns: list[tuple[float, str, list[str], int]] = [(GRID_LEFT, "ECG", identity, 40)]
+    columns: list[tuple[float, str, list[str], int]] = [(GRID_LEFT, title, identity, 40)]
     if len(measurements) > HEADER_LINES:
         half = (len(measurements) + 1) // 2
         columns += [(88.0, "Measurements", measurements[:half], 26),
@@ -321,7 +417,7 @@ def _header_height(columns: list[tuple[float, str, list[str]]]) -> float:
 
 def _draw_header(
     figure: Figure, columns: list[tuple[float, str, list[str]]], group: DicomGroup,
-    n_groups: int, page_height: float, twelve_lead: bool,
+    n_groups: int, page_height: float, twelve_lead: bool | None,
 ) -> None:
     """Identification, measurements and statements above; the recording settings below."""
     top = page_height - 7.0
@@ -331,10 +427,14 @@ def _draw_header(
         figure.text(x / PAGE_WIDTH, (top - HEADER_LINE) / page_height, "\n".join(lines),
                     fontsize=7.5, va="top", ha="left", linespacing=1.35)
     label = f" {group.label}" if group.label else ""
-    duration = f"{min(group.duration, STRIP_SECONDS):g} s of {group.duration:g} s"
-    layout = "12-lead" if twelve_lead else "stacked channels"
+    if twelve_lead is None:  # a strip chart: the whole object, no paper scale
+        duration, layout, scale = f"{group.duration:g} s", "strip chart per channel", ""
+    else:
+        duration = f"{min(group.duration, STRIP_SECONDS):g} s of {group.duration:g} s"
+        layout = "12-lead" if twelve_lead else "stacked channels"
+        scale = f"{PAPER_SPEED:g} mm/s   {PAPER_GAIN:g} mm/mV   "
     footer = (
-        f"{PAPER_SPEED:g} mm/s   {PAPER_GAIN:g} mm/mV   {_filters(group.channels)}   "
+        f"{scale}{_filters(group.channels)}   "
         f"Sampling {group.sampling_frequency:g} Hz   Group {group.index + 1}/{n_groups}"
         f"{label}, {duration}, {layout}"
     )
@@ -385,10 +485,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``preview``."""
     parser = subparsers.add_parser(
         "preview",
-        help="draw a DICOM ECG as a 12-lead printout (PNG, PDF or SVG)",
+        help="draw a DICOM waveform object: ECG as a 12-lead printout, others as strips",
         description="Draw a DICOM ECG waveform object as the standard 12-lead printout "
         "(3x4 leads of 2.5 s and a 10 s lead II rhythm strip at 25 mm/s, 10 mm/mV); "
-        "a record without the standard leads is drawn as stacked strips.",
+        "a record without the standard leads is drawn as stacked strips. Objects of the "
+        "other waveform IODs (pressure, pulse, respiration) are drawn as one strip chart per "
+        "channel over the whole object, in each channel's units.",
     )
     parser.add_argument("file", type=Path, metavar="FILE.dcm")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",

@@ -48,16 +48,16 @@ from typing import IO, TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConversionError
+from .iods import IODS
 
 if TYPE_CHECKING:
     import requests.auth
 
-ECG_STORAGE_SOP_CLASSES: tuple[str, ...] = (
-    "1.2.840.10008.5.1.4.1.1.9.1.1",  # 12-lead ECG Waveform Storage
-    "1.2.840.10008.5.1.4.1.1.9.1.2",  # General ECG Waveform Storage
-    "1.2.840.10008.5.1.4.1.1.9.1.3",  # Ambulatory ECG Waveform Storage
-)
-"""SOP classes proposed for C-STORE, each in every syntax of ``NETWORK_TRANSFER_SYNTAXES``."""
+WAVEFORM_STORAGE_SOP_CLASSES: tuple[str, ...] = tuple(iod.sop_class_uid for iod in IODS)
+"""SOP classes proposed for C-STORE, each in every syntax of ``NETWORK_TRANSFER_SYNTAXES``:
+every IOD the converter writes (:data:`~wfdb2dicom.iods.IODS`: the ECG family, General
+32-bit ECG, Hemodynamic, Arterial Pulse, Respiratory, Multi-channel Respiratory), so every
+object of a run has a context."""
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
@@ -229,25 +229,22 @@ class _Item:
 def _read_run(
     csv_path: Path, study_id_col: str, dcm_path_col: str, error_col: str
 ) -> tuple[list[_Item], int]:
-    """Converted objects of the run (first occurrence of each file) and the number of rows not
-    converted, read by the one reader of a run's CSV (:class:`~wfdb2dicom.batch.runcsv.RunCsv`:
-    relative ``dcm_path`` values are taken relative to the CSV's folder)."""
+    """Every object of the run (first occurrence of each file: every line of its manifest,
+    else each converted row's object) and the number of rows not converted, read by the one
+    reader of a run's CSV (:class:`~wfdb2dicom.batch.runcsv.RunCsv`: relative ``dcm_path``
+    values are taken relative to the CSV's folder)."""
     from .batch.runcsv import RunCsv
 
     run = RunCsv(csv_path, study_id_col=study_id_col, path_col=None,
                  dcm_path_col=dcm_path_col, error_col=error_col)
+    not_converted = sum(not row.converted for row in run.rows())
     items: list[_Item] = []
     seen: set[str] = set()
-    not_converted = 0
-    for row in run.rows():
-        if not row.converted:
-            not_converted += 1
+    for obj in run.iter_objects():
+        if obj.file in seen:
             continue
-        path = run.resolve(row.dcm_path)
-        if path in seen:
-            continue
-        seen.add(path)
-        items.append(_Item(row.study_id, row.dcm_path, path))
+        seen.add(obj.file)
+        items.append(_Item(obj.study_id, obj.dcm_path, obj.file))
     return items, not_converted
 
 
@@ -452,7 +449,7 @@ class _CStoreTransport:
         self._where = f"{destination.called_aet}@{destination.host}:{destination.port}"
         self._timeout = timeout
         self._ae = AE(ae_title=calling_aet)
-        for sop_class in ECG_STORAGE_SOP_CLASSES:
+        for sop_class in WAVEFORM_STORAGE_SOP_CLASSES:
             for syntax in NETWORK_TRANSFER_SYNTAXES:
                 self._ae.add_requested_context(sop_class, syntax)
         self._ae.acse_timeout = timeout
@@ -512,9 +509,9 @@ class _CStoreTransport:
         _config.STORE_SEND_CHUNKED_DATASET = True
         try:
             for ready in batch:
-                if ready.sop_class not in ECG_STORAGE_SOP_CLASSES:
-                    done[ready.uid] = (f"Unsupported: {UID(ready.sop_class).name} is not an ECG "
-                                       f"waveform storage class")
+                if ready.sop_class not in WAVEFORM_STORAGE_SOP_CLASSES:
+                    done[ready.uid] = (f"Unsupported: {UID(ready.sop_class).name} is not a "
+                                       f"waveform storage class we write")
                     continue
                 if ready.transfer_syntax != EXPLICIT_VR_LITTLE_ENDIAN:
                     done[ready.uid] = (f"Unsupported: {UID(ready.transfer_syntax).name} (C-STORE "
@@ -591,20 +588,20 @@ class _Agreement:
     def of(cls, assoc) -> _Agreement:
         from pydicom.uid import UID
 
-        accepted: dict[str, set[str]] = {c: set() for c in ECG_STORAGE_SOP_CLASSES}
+        accepted: dict[str, set[str]] = {c: set() for c in WAVEFORM_STORAGE_SOP_CLASSES}
         for cx in assoc.accepted_contexts:
             accepted.setdefault(cx.abstract_syntax, set()).add(cx.transfer_syntax[0])
         # a rejected context's transfer syntax field is not significant: take what we proposed
         proposed = {cx.context_id: cx.transfer_syntax[0]
                     for cx in assoc.requestor.requested_contexts}
-        answers: dict[str, dict[str, str]] = {c: {} for c in ECG_STORAGE_SOP_CLASSES}
+        answers: dict[str, dict[str, str]] = {c: {} for c in WAVEFORM_STORAGE_SOP_CLASSES}
         for cx in assoc.rejected_contexts:
             answers.setdefault(cx.abstract_syntax, {})[proposed.get(cx.context_id, "")] = (
                 cx.status.lower()
             )
         syntax: dict[str, str] = {}
         refused: dict[str, str] = {}
-        for sop_class in ECG_STORAGE_SOP_CLASSES:
+        for sop_class in WAVEFORM_STORAGE_SOP_CLASSES:
             chosen = [ts for ts in NETWORK_TRANSFER_SYNTAXES if ts in accepted[sop_class]]
             if chosen:
                 syntax[sop_class] = chosen[0]
@@ -1119,7 +1116,7 @@ def run(args: argparse.Namespace) -> int:
 
 __all__ = [
     "Destination",
-    "ECG_STORAGE_SOP_CLASSES",
+    "WAVEFORM_STORAGE_SOP_CLASSES",
     "SendLedger",
     "SendSummary",
     "dicomweb_auth",

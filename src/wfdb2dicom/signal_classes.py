@@ -148,6 +148,21 @@ def units_code(units: str) -> tuple[str, str, str]:
     return VOLTAGE_UNITS.get(key) or OTHER_UNITS.get(key) or NO_UNITS
 
 
+_WFDB_UNITS: dict[str, str] = {"mm[Hg]": "mmHg", "cm[H2O]": "cmH2O", NO_UNITS[0]: "NU",
+                                "Cel": "degC", "/min": "bpm"}
+"""UCUM codes whose usual WFDB spelling differs (WFDB units hold no brackets or braces)."""
+
+
+def wfdb_units(ucum_code: str) -> str:
+    """The WFDB unit string of a UCUM code: the reverse of :func:`units_code`.
+
+    WFDB's header grammar allows only word characters and ``^-?%/`` in units (wfdb-python's
+    ``rx_signal``), so any other character is dropped; nothing left means ``NU``.
+    """
+    code = ucum_code.strip()
+    return _WFDB_UNITS.get(code) or re.sub(r"[^\w^\-?%/]", "", code) or "NU"
+
+
 @lru_cache(maxsize=4096)
 def classify(label: str, units: str,
              overrides: tuple[tuple[str, SignalClass], ...] = ()) -> SignalClass:

@@ -27,6 +27,7 @@ import wfdb
 
 from .dicom_ecg import Annotation, DicomEcg, DicomGroup, lead_name, read_dicom_ecg
 from .errors import ConversionError
+from .signal_classes import wfdb_units
 
 ANNOTATION_EXTENSION = "ann"
 """WFDB annotation file for the object's fiducial points (P onset, QRS offset...)."""
@@ -98,7 +99,7 @@ def _plan(ecg: DicomEcg, group: DicomGroup, dcm_path: Path) -> dict:
             )
         gains.append(gain)
         baselines.append(int(round(baseline)))
-        units.append(re.sub(r"\s+", "_", channel.sensitivity_units.strip()) or "NU")
+        units.append(wfdb_units(channel.sensitivity_units))
     fmt = _format_for(samples, group.padding_value, where)
     start = _group_start(ecg, group)
     return {

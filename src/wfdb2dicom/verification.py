@@ -23,9 +23,14 @@ the WFDB side, and parsed every header: 140 MIMIC objects/s on 2 cores, 1/70 of 
   definitions) pair is checked once: sensitivity x correction factor = 1 / gain, Channel
   Baseline = -baseline / gain (physical units), sensitivity units = the header's units.
 * everything else (other formats, several files or rates, skew, offsets, a subset of a
-  record's signals or frames) is decoded by ``wfdb.rdrecord`` and ``multiplex_array`` and
+  record's signals or frames: the objects of a record of several classes, parts of a long
+  segment, ``SL`` samples) is decoded by ``wfdb.rdrecord`` and ``multiplex_array`` and
   compared as arrays, digital and physical (:meth:`ObjectChecker.check` with ``decode=True``
   does this for every object: the reference the tests hold the fast path to).
+
+An object made from a segment of a multi-segment record is checked against that segment,
+read as a record of its own (the master header's segment list, by ``wfdb.rdheader``, once per
+master header), over the frames its part spans.
 
 Every object also passes the integrity check (:func:`~wfdb2dicom.validate.quick_check`).
 """
@@ -45,6 +50,7 @@ import numpy as np
 
 from .errors import ConversionError
 from .fileio import read_file_and_stat
+from .signal_classes import units_code
 
 PHYSICAL_RTOL = 1e-9
 """Relative tolerance of physical values: DS text keeps ~15 significant digits."""
@@ -232,7 +238,9 @@ def group_facts(group: Any) -> GroupFacts:
 
 
 def _unit_text(units: str) -> str:
-    """WFDB units and UCUM codes spell voltages alike (``mV``, ``uV``); µ and μ are ``u``."""
+    """WFDB units and UCUM codes spell voltages alike (``mV``, ``uV``); µ and μ are ``u``.
+    Others differ (``mmHg`` is ``mm[Hg]``, ``NU`` is ``{arb'U}``): the converter's documented
+    table (:func:`~wfdb2dicom.signal_classes.units_code`) says which code a unit is."""
     return units.replace("µ", "u").replace("μ", "u")
 
 
@@ -255,7 +263,8 @@ def mapping_problem(label: str, gain: float, baseline: int, units: str,
         return (f"baseline of {label!r} is {facts.baselines[index]:.12g}, the record's "
                 f"baseline {baseline} at gain {gain:g} means {expected:.12g}")
     code, scheme = facts.units[index]
-    if scheme != "UCUM" or _unit_text(code) != _unit_text(units):
+    if scheme != "UCUM" or (_unit_text(code) != _unit_text(units)
+                            and code != units_code(units)[0]):
         return f"units of {label!r} are {scheme}:{code}, the record's are {units!r}"
     return None
 
@@ -266,15 +275,21 @@ class ObjectChecker:
     def __init__(self, clock: StageClock | None = None) -> None:
         self.clock = clock or StageClock()
         self._layouts: dict[tuple[str, tuple[bool, ...]], SourceLayout] = {}
+        self._segments: dict[tuple[str, str], tuple[str, ...]] = {}
         self._groups: dict[tuple[SourceLayout, tuple], str | None] = {}
         self.compared = {"bytes": 0, "arrays": 0}
         """Objects compared by the fast path (bytes) and by decoding (arrays)."""
 
     def check(self, record_path: str, dcm_path: str, *, signals: tuple[str, ...] | None = None,
-              frames: tuple[int, int] | None = None, decode: bool = False) -> Outcome:
+              frames: tuple[int, int] | None = None, decode: bool = False, segment: int = 1,
+              offset_seconds: float | None = None) -> Outcome:
         """Whether ``dcm_path`` holds ``signals`` (default: all) of ``record_path`` over
         ``frames`` (``(start, stop)``, default: all) exactly, and nothing else.
 
+        ``segment``: of a multi-segment record, the segment (from 1, as the master header
+        lists them, layout and gaps included) the object was made from.
+        ``offset_seconds``: the object is a part that starts this long after its segment and
+        spans as many frames as it holds (instead of ``frames``).
         ``decode``: compare decoded arrays even where the bytes could be compared (the
         reference the fast path is tested against).
         """
@@ -304,17 +319,25 @@ class ObjectChecker:
                 return Outcome(f"ValidationFailed: {exc}", None)
             except Exception as exc:
                 return Outcome(f"Unreadable: {_describe(exc)}", None)
+        stats = []
         with clock.stage("source header"):
             try:
                 header_text, header_stat = read_file_and_stat(base + ".hea")
-                layout, record_name = self._layout(header_text.decode("latin-1"), base)
+                text = header_text.decode("latin-1")
+                if blank_header(text) is None:  # a multi-segment record: its segment
+                    stats.append(f"{os.path.basename(base)}.hea:{header_stat}")
+                    base = self._segment_base(base, header_stat, segment)
+                    header_text, header_stat = read_file_and_stat(base + ".hea")
+                    text = header_text.decode("latin-1")
+                layout, record_name = self._layout(text, base)
                 files = layout.files_of(record_name)
             except Exception as exc:
                 return Outcome(f"SourceUnreadable: {_describe(exc)}", None)
         folder = os.path.dirname(base)
-        stats = [f"{os.path.basename(base)}.hea:{header_stat}"]
-        fast = (group_key is not None and signals is None and frames is None
-                and layout.bytes_are_samples)
+        stats.append(f"{os.path.basename(base)}.hea:{header_stat}")
+        fast = (group_key is not None and frames is None and offset_seconds is None
+                and layout.bytes_are_samples
+                and (signals is None or tuple(signals) == layout.names))
         if group_key is not None and not fast:
             try:
                 quick_check(ds)
@@ -339,10 +362,25 @@ class ObjectChecker:
             if fast:
                 problem = self._compare_bytes(layout, group_key, groups[0], samples)
             else:
-                problem = _compare_arrays(ds, facts, source, signals)
+                problem = _compare_arrays(ds, facts, source, signals, offset_seconds)
         return Outcome(problem, signature)
 
     # -- caches ------------------------------------------------------------------------
+
+    def _segment_base(self, base: str, header_stat: str, segment: int) -> str:
+        """The record path of ``segment`` (from 1) of the multi-segment record ``base``."""
+        key = (base, header_stat)
+        names = self._segments.get(key)
+        if names is None:
+            import wfdb
+
+            names = tuple(wfdb.rdheader(base).seg_name)
+            if len(self._segments) >= CACHE_LIMIT:
+                self._segments.clear()
+            self._segments[key] = names
+        if not 1 <= segment <= len(names) or names[segment - 1] == "~":
+            raise ConversionError(f"the record has no segment {segment} with samples")
+        return os.path.join(os.path.dirname(base), names[segment - 1])
 
     def _layout(self, text: str, base: str) -> tuple[SourceLayout, str]:
         blanked = blank_header(text)
@@ -489,9 +527,15 @@ def _read_with_wfdb(base: str, layout: SourceLayout,
 
 
 def _compare_arrays(ds: Any, facts: list[GroupFacts], source: DecodedSource,
-                    signals: tuple[str, ...] | None) -> str | None:
+                    signals: tuple[str, ...] | None,
+                    offset_seconds: float | None = None) -> str | None:
     """Every channel matched to one of ``signals`` (default: all) by label; digital equal,
-    physical within tolerance, mapping as WFDB's; every one of ``signals`` present."""
+    physical within tolerance, mapping as WFDB's; every one of ``signals`` present.
+
+    ``offset_seconds``: the object is a part starting that long after the source; each
+    channel is compared with as many of its signal's samples from there as it holds. A
+    part may start between two frames of a multi-rate record (its fast signals' samples
+    are cut at their own rate), so the span is counted in each signal's samples."""
     from pydicom.waveforms import multiplex_array
 
     layout = source.layout
@@ -504,7 +548,12 @@ def _compare_arrays(ds: Any, facts: list[GroupFacts], source: DecodedSource,
             if match is None:
                 return f"channel {label!r} of group {group_index + 1} is not in the record"
             unused.remove(match)
-            digital = source.digital[match]
+            digital, expected = source.digital[match], source.physical[match]
+            if offset_seconds is not None:
+                first = round(offset_seconds * float(ds.WaveformSequence[group_index]
+                                                     .SamplingFrequency))
+                digital = digital[first:first + len(raw)]
+                expected = expected[first:first + len(raw)]
             if not np.array_equal(raw[:, channel_index], digital):
                 lengths = len(raw) == len(digital)
                 detail = (f"{int(np.sum(raw[:, channel_index] != digital))} samples"
@@ -514,7 +563,6 @@ def _compare_arrays(ds: Any, facts: list[GroupFacts], source: DecodedSource,
                                       layout.units[match], group_facts_, channel_index)
             if problem is not None:
                 return problem
-            expected = source.physical[match]
             valid = ~np.isnan(expected)
             scale = float(np.nanmax(np.abs(expected))) if valid.any() else 0.0
             if not np.allclose(scaled[valid, channel_index], expected[valid],
@@ -530,8 +578,9 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
-Task = tuple[int, str, str]
-"""``(task_id, record path, object path)``: one object for a verify worker."""
+Task = tuple
+"""``(task_id, record path, object path[, signals, segment, offset_seconds])``: one object
+for a verify worker (the optional part as :meth:`ObjectChecker.check` takes it)."""
 
 
 class VerifyRunner:
@@ -571,10 +620,12 @@ class VerifyRunner:
         checker = self._checker
         assert checker is not None
         results = []
-        for task_id, record_path, dcm_path in tasks:
+        for task_id, record_path, dcm_path, *where in tasks:
             mark(task_id)
+            signals, segment, offset = where if where else (None, 1, None)
             try:
-                problem, signature = checker.check(record_path, dcm_path)
+                problem, signature = checker.check(record_path, dcm_path, signals=signals,
+                                                   segment=segment, offset_seconds=offset)
             except Exception as exc:  # a check reports, never crashes the worker
                 problem, signature = _describe(exc), None
             stats = signature or ("", "")

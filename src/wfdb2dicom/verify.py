@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConversionError
 
@@ -42,6 +42,22 @@ class Verdict:
     checked: bool = True
 
 
+class VerifyTask(NamedTuple):
+    """One object to verify, and what of its source it holds."""
+
+    study_id: str
+    record_path: str
+    """The record (of a multi-segment record: the master record)."""
+    dcm_path: str
+    signals: tuple[str, ...] | None = None
+    """The signals (channel labels) the object holds; None: every signal of the record."""
+    segment: int = 1
+    """Of a multi-segment record: the segment (from 1, as its master header lists them)."""
+    offset_seconds: float | None = None
+    """A part of a segment split into several objects: its start after the segment's;
+    None: the object spans its whole segment."""
+
+
 def verify_object(record_path: str | Path, dcm_path: str | Path) -> str | None:
     """None when ``dcm_path`` holds ``record_path``'s samples exactly; else the first problem."""
     from .verification import ObjectChecker
@@ -52,26 +68,48 @@ def verify_object(record_path: str | Path, dcm_path: str | Path) -> str | None:
 def read_run(
     output_csv: Path, wfdb_dir: Path, *, study_id_col: str = "study_id", path_col: str = "path",
     dcm_path_col: str = "dcm_path", error_col: str = "dcm_error",
-) -> list[tuple[str, str, str]]:
-    """(study_id, record path, object path) of every object of a batch run (read by the one
-    reader of a run's CSV, :class:`~wfdb2dicom.batch.runcsv.RunCsv`)."""
+) -> list[VerifyTask]:
+    """Every object of a batch run (read by the one reader of a run's CSV,
+    :class:`~wfdb2dicom.batch.runcsv.RunCsv`): every line of its manifest when it wrote one,
+    each with its signals, segment and span; else each converted row's object, whole.
+
+    A part's span starts where its segment's first part starts plus the difference of their
+    start times; it runs for as many frames as the part holds.
+    """
+    import datetime as dt
+
     from .batch.runcsv import RunCsv
 
     run = RunCsv(output_csv, study_id_col=study_id_col, path_col=path_col,
                  dcm_path_col=dcm_path_col, error_col=error_col)
+    objects = list(run.iter_objects())
+    first_parts = {(o.row, o.segment, o.sop_class_uid): o.start
+                   for o in objects if o.part == 1 and o.start}
+    split = {(o.row, o.segment, o.sop_class_uid) for o in objects if o.part > 1}
     tasks = []
-    for obj in run.iter_objects():
+    for obj in objects:
         record = Path(obj.record_path)
         if record.suffix in (".hea", ".dat"):
             record = record.with_suffix("")
-        tasks.append((obj.study_id, str(wfdb_dir / record), obj.file))
+        key = (obj.row, obj.segment, obj.sop_class_uid)
+        offset = None
+        if key in split:
+            if key not in first_parts or not obj.start:
+                raise ConversionError(f"{run.manifest}: object {obj.dcm_path} is part "
+                                      f"{obj.part} of its segment, and the start of part 1 "
+                                      "is not listed")
+            offset = (dt.datetime.fromisoformat(obj.start)
+                      - dt.datetime.fromisoformat(first_parts[key])).total_seconds()
+        tasks.append(VerifyTask(obj.study_id, str(wfdb_dir / record), obj.file,
+                                obj.channels or None, obj.segment, offset))
     return tasks
 
 
-def verify_run(tasks: Sequence[tuple[str, str, str]], workers: int = 1, progress: bool = True,
+def verify_run(tasks: Sequence[tuple], workers: int = 1, progress: bool = True,
                *, ledger: Path | None = None, recheck: bool = False,
                checkpoint: int = CHECKPOINT, timeout: float = 60.0) -> list[Verdict]:
-    """Verify every ``(study_id, record path, dcm path)`` task; verdicts in input order.
+    """Verify every task (:class:`VerifyTask`, or ``(study_id, record path, dcm path)``: the
+    whole record); verdicts in input order.
 
     With ``ledger``, objects that passed before and whose object and source files have the
     size and modification time they had then are not read again (unless ``recheck``), and
@@ -90,7 +128,7 @@ def verify_run(tasks: Sequence[tuple[str, str, str]], workers: int = 1, progress
     return [v for v in verdicts if v is not None]
 
 
-def _plan(tasks: Sequence[tuple[str, str, str]], verdicts: list[Verdict | None],
+def _plan(tasks: Sequence[tuple], verdicts: list[Verdict | None],
           book: Any, recheck: bool) -> list[int]:
     """Indexes of the tasks to check; the others get their earlier verdict (passed)."""
     if recheck:
@@ -98,8 +136,8 @@ def _plan(tasks: Sequence[tuple[str, str, str]], verdicts: list[Verdict | None],
     todo = []
     for start in range(0, len(tasks), 65536):
         part = tasks[start:start + 65536]
-        passed = book.passed([dcm for _, _, dcm in part])
-        for index, (study_id, record, dcm) in enumerate(part, start):
+        passed = book.passed([task[2] for task in part])
+        for index, (study_id, record, dcm, *_) in enumerate(part, start):
             before = passed.get(dcm)
             if before is not None and _unchanged(record, dcm, *before):
                 verdicts[index] = Verdict(study_id, dcm, None, checked=False)
@@ -130,7 +168,7 @@ def _stat(path: str) -> str | None:
     return f"{info.st_size}:{info.st_mtime_ns}"
 
 
-def _check_all(tasks: Sequence[tuple[str, str, str]], todo: Sequence[int],
+def _check_all(tasks: Sequence[tuple], todo: Sequence[int],
                verdicts: list[Verdict | None], book: Any, workers: int, progress: bool,
                checkpoint: int, timeout: float) -> None:
     """Check ``todo`` in the batch's worker pool, committing verdicts to ``book``."""
@@ -155,7 +193,7 @@ def _check_all(tasks: Sequence[tuple[str, str, str]], todo: Sequence[int],
 
     def record(results: list[tuple]) -> None:
         for task_id, status, problem, *stats in results:
-            study_id, record_path, dcm_path = tasks[task_id]
+            study_id, record_path, dcm_path, *_ = tasks[task_id]
             problem = problem if status == FAILED else None
             if status == FAILED and not problem:
                 problem = "UnknownError: the worker gave no reason"
