@@ -371,10 +371,10 @@ def plan_record(
         # One object in one part (all of MIMIC-IV-ECG): nothing to split, nothing to sort.
         spec = layout.objects[0]
         first_ecg = spec.signal_class is SignalClass.ECG and index == 1
-        if len(spec.members) == 1:
-            (gi, cis), = spec.members
-            samples = (_member_samples(record.groups[gi], cis, spec.whole[0],
-                                       spec.interpretation),)
+        first = record.groups[spec.members[0][0]].samples
+        if spec.whole == (True,) and first.dtype.itemsize == (
+                4 if spec.interpretation == "SL" else 2):  # one group taken as it is
+            samples: tuple[np.ndarray, ...] = (first,)
         else:
             samples = tuple(_member_samples(record.groups[gi], cis, whole, spec.interpretation)
                             for (gi, cis), whole in zip(spec.members, spec.whole, strict=True))
