@@ -239,10 +239,7 @@ def convert_many_to_parts(
     def plan(index: int, read_result: object) -> object:
         if isinstance(read_result, ConvertedRecord):
             return read_result
-        _, metadata, study_id = jobs[index]  # _plan_segment, inlined for the hot path
-        key = normalise_study_id(study_id or read_result.record.name)
-        return require_objects(plan_record(read_result.record, resolve_metadata(metadata, key),
-                                           study_id=key, options=options, segment=read_result))
+        return _plan_segment(jobs[index], read_result, options, only_segment=True)
 
     def check(_: int, planned: object) -> object:
         if isinstance(planned, RecordPlan):
