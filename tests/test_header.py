@@ -158,3 +158,19 @@ def test_corrupt_master_headers_give_one_line_reason(text: str, reason: str) -> 
     with pytest.raises(RecordError, match=reason) as info:
         parse_multi_segment_header(text)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("prefix", ["", "# a comment first\n\n", "\r\n  # indented comment\r\n"])
+def test_record_line_found_after_comments_and_blank_lines(
+    tmp_path: Path, shared_data: Path, prefix: str
+) -> None:
+    """Whether a header is multi-segment is read from its record line, which need not be the
+    first line (the usual first-line shortcut must not decide on a comment or a blank)."""
+    physionet = shared_data / "physionet"
+    for source, multi in ((physionet / "wfdb-python" / "multi-segment" / "041s" / "041s.hea",
+                           True), (physionet / "100.hea", False)):
+        copy = tmp_path / source.name
+        copy.write_bytes(prefix.encode() + source.read_bytes())
+        header = read_any_header(copy)
+        assert isinstance(header, MultiSegmentHeader) is multi
+        assert header.record_name == source.stem

@@ -113,7 +113,7 @@ def study_id_fields(key: str) -> tuple[str, str | None]:
     16 characters, the same key always gives the same ID) and the full key goes in Study
     Description. UIDs always come from the full key.
     """
-    if encoded_length(key) <= STUDY_ID_MAX:
+    if len(key) <= STUDY_ID_MAX and (key.isascii() or encoded_length(key) <= STUDY_ID_MAX):
         return checked_text(key, "SH", "Study ID", "study_id"), None
     key = checked_text(key, "LO", "Study Description", "study_id")
     digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:8]
@@ -201,8 +201,9 @@ def segment_layout(record: EcgRecord, options: ConversionOptions) -> SegmentLayo
     groups = record.groups
     if len(groups) == 1:
         g = groups[0]
-        return _one_group_layout(g.channels, g.sampling_frequency, g.n_samples,
-                                 channel_bits(g), options.signal_classes, options.max_duration)
+        return _one_group_layout(g.channels, g.sampling_frequency, g.samples.shape[0],
+                                 g.bits_stored or channel_bits(g), options.signal_classes,
+                                 options.max_duration)
     key = tuple((g.channels, g.sampling_frequency, g.n_samples, channel_bits(g))
                 for g in groups)
     return _segment_layout(key, options.signal_classes, options.max_duration)
@@ -375,6 +376,25 @@ def plan_record(
                            _size_weight(metadata),
                            # a segment's objects are told apart by their segment
                            instance_key(key, record.name) if segment is None else key)
+    if len(layout.objects) == 1 and layout.objects[0].n_parts == 1:
+        # One object in one part (all of MIMIC-IV-ECG): nothing to split, nothing to sort.
+        spec = layout.objects[0]
+        first_ecg = spec.signal_class is SignalClass.ECG and index == 1
+        first = record.groups[spec.members[0][0]].samples
+        if spec.whole == (True,) and first.dtype.itemsize == (
+                4 if spec.interpretation == "SL" else 2):  # one group taken as it is
+            samples: tuple[np.ndarray, ...] = (first,)
+        else:
+            samples = tuple(_member_samples(record.groups[gi], cis, whole, spec.interpretation)
+                            for (gi, cis), whole in zip(spec.members, spec.whole, strict=True))
+        plan = _object_plan(spec.iod, common, segment_start, index, 1, first_ecg,
+                            series_uid if first_ecg else None,
+                            _spec_group_layouts(spec, filters), samples,
+                            annotation_items(metadata)
+                            if first_ecg and options.annotations and metadata else ())
+        return RecordPlan((PlannedObject(plan, spec.iod.key, spec.iod.file_suffix,
+                                         spec.iod.modality, index, 1, segment_start,
+                                         spec.labels),), left_out)
     objects = []
     for spec in layout.objects:
         first_ecg = spec.signal_class is SignalClass.ECG and index == 1

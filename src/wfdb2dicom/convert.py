@@ -29,7 +29,7 @@ from .fileio import Opener
 from .header import MultiSegmentHeader, read_any_header
 from .metadata import MetadataTable, StudyMetadata, normalise_study_id
 from .object_plan import LeftOutSignal, PlannedObject, RecordPlan
-from .reader import read_segments, record_base
+from .reader import open_segments, read_segments, record_base
 from .record import RecordSegment
 from .validate import quick_check, quick_check_plan
 
@@ -223,8 +223,10 @@ def convert_many_to_parts(
         return survivors
 
     def read(index: int, _: object) -> object:
-        segments = read_segments(jobs[index][0], verify_checksums=options.verify_checksums,
+        segments = open_segments(jobs[index][0], verify_checksums=options.verify_checksums,
                                  opener=opener)
+        if isinstance(segments, RecordSegment):  # a single-segment record, read
+            return segments
         first = next(segments)
         if first.index == 1 and first.start_frame == 0:
             second = next(segments, None)  # a single-segment record has no second
@@ -248,9 +250,13 @@ def convert_many_to_parts(
     def encode(_: int, planned: object) -> ConvertedRecord:
         if isinstance(planned, ConvertedRecord):
             return planned
+        if len(planned.objects) == 1:  # all of MIMIC-IV-ECG
+            only = planned.objects[0]
+            return ConvertedRecord([ConvertedObject(only, encode_plan_parts(only.plan))],
+                                   list(planned.left_out), False)
         objects = [ConvertedObject(info, encode_plan_parts(info.plan))
                    for info in planned.objects]
-        return ConvertedRecord(objects, list(planned.left_out), len(objects) > 1)
+        return ConvertedRecord(objects, list(planned.left_out), True)
 
     indices = list(range(len(jobs)))
     for step in (read, plan, check, encode):

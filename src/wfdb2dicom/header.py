@@ -141,13 +141,21 @@ def read_any_header(hea_path: str | os.PathLike[str], opener: Opener | None = No
                     ) -> Header | MultiSegmentHeader:
     """The header at ``hea_path``, single- or multi-segment (``name/nseg`` record line)."""
     text, name = _read_header_text(hea_path, opener)
+    line = text.partition("\n")[0].strip()  # usually the record line: no split of the text
+    if not line or line.startswith("#") or not line.isprintable():  # a line break in it
+        line = _record_line(text)
+    if "/" in line.split(None, 1)[0]:
+        return parse_multi_segment_header(text, name)
+    return parse_header(text, name)
+
+
+def _record_line(text: str) -> str:
+    """The first line that is neither blank nor a comment (stripped), or ``"-"``."""
     for line in text.splitlines():
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
-            if "/" in stripped.split(None, 1)[0]:
-                return parse_multi_segment_header(text, name)
-            break
-    return parse_header(text, name)
+            return stripped
+    return "-"
 
 
 def _read_header_text(hea_path: str | os.PathLike[str], opener: Opener | None
