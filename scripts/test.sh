@@ -22,5 +22,5 @@ if [ "${#need[@]}" -gt 0 ]; then
         "${need[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m pip install -q --disable-pip-version-check -e '.[test,dask]'
 exec python3 -m pytest "$@"

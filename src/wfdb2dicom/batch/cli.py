@@ -108,6 +108,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="do not sync converted files before the ledger records them "
                       "(faster on slow disks; after a power cut, rows recorded as done may "
                       "have lost their files: run with --verify-existing then)")
+    scale = parser.add_argument_group("scale out (needs: pip install 'wfdb2dicom[dask]')")
+    scale.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the chunks on a Dask cluster: 'local' starts a LocalCluster "
+                       "of --workers processes; tcp://HOST:8786 uses a running scheduler. "
+                       "The plan, ledger, error log and output CSV stay in this process. "
+                       "Default: this machine's worker processes, without Dask")
     parser.add_argument("--start-method", choices=("fork", "spawn", "forkserver"),
                         help=argparse.SUPPRESS)  # tests; also $WFDB2DICOM_START_METHOD
 
@@ -141,6 +147,7 @@ def config_from_args(args: argparse.Namespace):
         start_method=args.start_method,
         progress=False if args.no_progress else None,
         sync=not args.no_sync,
+        scheduler=args.scheduler,
     )
 
 

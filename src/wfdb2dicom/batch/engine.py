@@ -55,9 +55,6 @@ from .report import (
 )
 from .work import OptionValues
 
-PRELOAD = ("wfdb2dicom.convert", "wfdb2dicom.batch.work")
-"""What the worker pool's fork server imports once, for all workers."""
-
 POLL_SECONDS = 0.25
 """How often the parent looks at the workers when nothing else wakes it."""
 
@@ -87,6 +84,9 @@ class BatchConfig:
     """Show the progress bar: None = only when stderr is a terminal."""
     sync: bool = True
     """Sync converted files before the ledger records them (``--no-sync``: off)."""
+    scheduler: str | None = None
+    """``--scheduler``: None = the local worker pool; ``local`` or ``tcp://host:port``:
+    chunks run on a Dask cluster (:mod:`.dask_pool`)."""
 
     @property
     def error_log_path(self) -> Path:
@@ -267,23 +267,16 @@ class Run:
         if not len(todo):
             self._begin()
             return
-        from .pool import WorkerPool, start_fork_server, start_method
+        from .executor import start_executor
         from .work import TaskRunner
 
-        method = start_method(self.config.start_method)
-        table = None
-        if method == "forkserver":  # its imports run while the table loads
-            start_fork_server(PRELOAD)
-            table = self._metadata_table()
-        elif method == "fork":
-            from .. import convert  # noqa: F401 - loaded once, before the workers fork
         chunk = max(8, min(128, len(todo) // (self.config.workers * 8)))
         n_workers = min(self.config.workers, -(-len(todo) // chunk))
         try:
-            with WorkerPool(TaskRunner(self.layout, self.config.options, self.tag), n_workers,
-                            self.config.timeout, method=method, preload=PRELOAD) as pool:
-                if method != "forkserver":  # after the workers start: fork would copy it
-                    table = self._metadata_table()
+            pool, table = start_executor(
+                self.config, TaskRunner(self.layout, self.config.options, self.tag),
+                n_workers, self._metadata_table)
+            with pool:
                 self._begin()
                 self.bar = _progress_bar(self.plan.todo_rows(), self.config.progress,
                                          self.stderr)
