@@ -47,6 +47,9 @@ from .outcomes import FAILED, Result, timeout_error
 CHUNKS_IN_FLIGHT = 2
 """Chunks handed to the cluster per worker thread: one running, one waiting (as locally)."""
 
+RESTART_SECONDS = 30.0
+"""How long a hung worker's restart may take (the nanny kills a worker that will not stop)."""
+
 DASK_EXTRA = "dask"
 """The optional dependency set that brings Dask: ``pip install 'wfdb2dicom[dask]'``."""
 
@@ -172,6 +175,8 @@ class DaskPool:
     def close(self) -> None:
         for chunk in self._chunks.values():
             chunk.future.cancel()
+        for restart in self._restarts:  # a restart asked of a cluster we leave is finished
+            restart.join(RESTART_SECONDS)
         try:
             for topic in (self._topic, "all"):
                 self._client.unsubscribe_topic(topic)
@@ -258,11 +263,18 @@ class DaskPool:
         for key, chunk in hung:
             self._forget(key)
             self._retire(chunk, results, timeout_error(self.timeout))
-            restart = threading.Thread(
-                target=self._client.restart_workers, args=([chunk.worker],),
-                kwargs={"raise_for_error": False}, daemon=True, name="wfdb2dicom-restart")
+            restart = threading.Thread(target=self._restart, args=(chunk.worker,),
+                                       daemon=True, name="wfdb2dicom-restart")
             restart.start()
             self._restarts.append(restart)
+
+    def _restart(self, worker: str) -> None:
+        """Restart a hung worker through its nanny (in a thread: it takes seconds)."""
+        try:
+            self._client.restart_workers([worker], timeout=RESTART_SECONDS,
+                                         raise_for_error=False)
+        except Exception:  # closed meanwhile, or the worker left: nothing runs there now
+            pass
 
     def _forget(self, key: str) -> _Chunk:
         with self._lock:
