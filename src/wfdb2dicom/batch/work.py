@@ -79,6 +79,7 @@ class TaskRunner:
         self._convert_many = convert_many_to_parts
         self._write = write_atomic
         self._conversion_options = self.options.build()
+        self._layout_writes = hasattr(self.layout, "write")  # objects in object storage
         gc.freeze()
         gc.set_threshold(*WORKER_GC_THRESHOLDS)
         self._ready = True
@@ -101,6 +102,15 @@ class TaskRunner:
         """
         if not self._ready:
             self.setup()
+        try:
+            return self._run_chunk(tasks, mark)
+        finally:
+            release = getattr(self.layout, "release", None)  # records staged from a URL
+            if release is not None:
+                release()
+
+    def _run_chunk(self, tasks: list[Task],
+                   mark: Callable[[int], None]) -> list[tuple[int, int, str | None]]:
         outcome: dict[int, tuple[int, str | None]] = {}
         jobs, job_tasks, rels = [], [], []
         for task_id, rel, study_id, row, verify in tasks:
@@ -108,7 +118,7 @@ class TaskRunner:
             try:
                 metadata = None if row is None else self._metadata(row)
                 record = self.layout.record_base(rel)
-                if verify and _still_valid(self.layout.output(rel)):
+                if verify and _still_valid(self.layout, rel):
                     outcome[task_id] = (KEPT, None)
                     continue
             except Exception as exc:  # the row's result; the run goes on
@@ -141,20 +151,29 @@ class TaskRunner:
         if isinstance(parts, Exception):
             return FAILED, describe_failure(parts)
         try:
-            self._write(self.layout.output(rel), parts, tag=self.run_tag)  # makes its directory
+            if self._layout_writes:
+                self.layout.write(rel, parts, self.run_tag)
+            else:
+                self._write(self.layout.output(rel), parts, tag=self.run_tag)  # makes its dir
         except Exception as exc:
             return FAILED, describe_failure(exc)
         return DONE, None
 
 
-def _still_valid(path: str) -> bool:
-    """``--verify-existing``: re-read the file and run the seed's quick check on it."""
+def _still_valid(layout: Layout, rel: str) -> bool:
+    """``--verify-existing``: re-read the file (or object) and run the seed's quick check."""
+    import io
+
     import pydicom
 
     from ..validate import quick_check
 
     try:
-        quick_check(pydicom.dcmread(path))
+        if getattr(layout, "remote_output", False):
+            source: Any = io.BytesIO(layout.read_output(rel))
+        else:
+            source = layout.output(rel)
+        quick_check(pydicom.dcmread(source))
     except Exception:
         return False
     return True
