@@ -3,8 +3,9 @@
 #
 # The tests talk to real tools: dciodvfy (dicom3tools) judges every object, and a real
 # Orthanc (with its DICOMweb plugin) receives C-STORE and STOW-RS; nginx serves http://
-# inputs. The dask extra brings Dask (a LocalCluster runs the cluster tests) and fsspec. In CI a missing tool fails
-# the tests instead of skipping them, so this script installs them first.
+# inputs. The dask extra brings Dask (a LocalCluster runs the cluster tests) and fsspec.
+# In CI a missing tool fails the tests instead of skipping them, so this script installs
+# them first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
