@@ -190,3 +190,31 @@ def test_s3_output_equals_the_local_run_and_resume_trusts_the_ledger(
     assert fs.cat_file(f"out/dcm/{gone}") == local[gone]
     rows = read_rows(work / "out.csv")
     assert sum(1 for r in rows if r["dcm_path"].startswith("s3://out/dcm/")) == len(local)
+
+
+def test_convert_reads_a_url_and_writes_an_object(corpus: SyntheticCorpus, nginx: str,
+                                                  s3: dict[str, str], tmp_path: Path) -> None:
+    import sys
+
+    import s3fs
+
+    rel = corpus.good[3]
+    cli = [sys.executable, "-m", "wfdb2dicom.cli", "convert"]
+    local = run([*cli, str(corpus.root / rel), "-o", str(tmp_path / "local.dcm"),
+                 "--metadata", str(corpus.machine_measurements_csv)])
+    assert local.returncode == 0, local.stderr
+    fetched = run([*cli, f"{nginx}/{rel}.hea", "-o", "s3://out/one/x.dcm",
+                   "--metadata", f"{nginx}/machine_measurements.csv"], env=s3)
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.strip() == "s3://out/one/x.dcm"
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3["AWS_ENDPOINT_URL_S3"]},
+                           key="testing", secret="testing")
+    assert fs.cat_file("out/one/x.dcm") == (tmp_path / "local.dcm").read_bytes()
+    nowhere = f"http://127.0.0.1:{free_port()}/machine_measurements.csv"
+    unreachable = run([*cli, str(corpus.root / rel), "-o", str(tmp_path / "u.dcm"),
+                       "--metadata", nowhere])
+    assert unreachable.returncode == 2  # one line, no traceback, no "internal error"
+    assert unreachable.stderr.startswith(f"wfdb2dicom convert: cannot read {nowhere}: ")
+    assert not (tmp_path / "u.dcm").exists()
+    missing = run([*cli, f"{nginx}/files/nothing/here", "-o", str(tmp_path / "m.dcm")])
+    assert missing.returncode == 2 and "missing header file here.hea" in missing.stderr

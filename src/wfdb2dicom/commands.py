@@ -33,11 +33,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "success; otherwise a one-line reason on stderr, exit 2, and no output file.",
     )
     convert.add_argument("record", help="record path without extension (a trailing .hea is "
-                         "accepted)")
-    convert.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.dcm")
-    convert.add_argument("--metadata", type=Path, metavar="FILE",
+                         "accepted); or a URL (s3://, gs://, http(s)://: the dask extra)")
+    convert.add_argument("-o", "--output", required=True, metavar="OUT.dcm",
+                         help="the object to write: a path, or an s3:// or gs:// URL")
+    convert.add_argument("--metadata", metavar="FILE",
                          help="machine_measurements.csv as published, Parquet, or the seed's "
-                         "pickle")
+                         "pickle (a path or a URL)")
+    convert.add_argument("--anon", action="store_true",
+                         help="read s3:// and gs:// URLs without credentials (public buckets)")
     convert.add_argument("--study-id", metavar="ID",
                          help="study_id to look up and to derive UIDs from (default: the "
                          "record name)")
@@ -76,6 +79,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    urls = [value for value in (args.record, args.output, args.metadata)
+            if value and "://" in value and not value.startswith("file://")]
+    if urls:
+        return _convert_with_urls(args)
+    for name in ("record", "output", "metadata"):  # file://x is the local path x
+        value = getattr(args, name)
+        if value and value.startswith("file://"):
+            setattr(args, name, value[len("file://"):])
+    return _convert_local(args)
+
+
+def _convert_with_urls(args: argparse.Namespace) -> int:
+    """``convert`` with a URL for the record, output or metadata: inputs fetched to a
+    scratch directory (a record with the files its header names), the conversion run on
+    them as on local files, the object written with one put (atomic)."""
+    import os
+    import tempfile
+
+    from .batch.remote import RemoteLayout, fetch_to_local, is_url, put_object
+    with tempfile.TemporaryDirectory(prefix="wfdb2dicom-convert-") as scratch:
+        if args.metadata and is_url(args.metadata):
+            os.mkdir(os.path.join(scratch, "metadata"))
+            args.metadata = fetch_to_local(args.metadata, args.anon,
+                                           os.path.join(scratch, "metadata"))
+        if is_url(args.record):
+            url = args.record.rstrip("/")
+            if url.endswith((".hea", ".dat")):
+                url = url[:-4]
+            parent, _, name = url.rpartition("/")
+            layout = RemoteLayout(parent, os.path.join(scratch, "unused"), anon=args.anon)
+            args.record = layout.record_base(name)
+        remote_output = args.output if is_url(args.output) else None
+        if remote_output:
+            if remote_output.split("://", 1)[0] in ("http", "https"):
+                raise ConversionError(f"{remote_output}: http(s) is read-only")
+            args.output = os.path.join(scratch, "out", os.path.basename(remote_output))
+        _convert_local(args, quiet=remote_output is not None)
+        if remote_output:
+            with open(args.output, "rb") as handle:
+                put_object(remote_output, args.anon, handle.read())
+            print(remote_output)
+    return 0
+
+
+def _convert_local(args: argparse.Namespace, *, quiet: bool = False) -> int:
     from .convert import convert_record
     from .fileio import open_regular_file
     from .metadata import MetadataTable
@@ -93,7 +141,8 @@ def run_convert(args: argparse.Namespace) -> int:
     out = convert_record(args.record, args.output, table, study_id=args.study_id,
                          options=options, inputs=[args.metadata] if args.metadata else [],
                          opener=open_regular_file)
-    print(out)
+    if not quiet:
+        print(out)
     return 0
 
 

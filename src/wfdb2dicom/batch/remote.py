@@ -27,9 +27,19 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import ConversionError
 from .paths import Layout, UnsafePath
 
 READ_ONLY_SCHEMES = ("http", "https")
+
+
+class StoreError(ConversionError):
+    """An object store or web server failed a request (unreachable, denied, throttled)."""
+
+    @classmethod
+    def of(cls, action: str, url: str, exc: BaseException) -> StoreError:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        return cls(f"cannot {action} {url}: {type(exc).__name__}: {detail}")
 
 
 def is_url(location: str | os.PathLike[str]) -> bool:
@@ -69,8 +79,20 @@ def fetch_to_local(url: str, anon: bool, directory: str) -> str:
     """Copy one object (the input CSV, the metadata table) to ``directory``; its path."""
     fs, path = filesystem(url, anon)
     target = os.path.join(directory, os.path.basename(path.rstrip("/")) or "input")
-    fs.get_file(path, target)
+    try:
+        fs.get_file(path, target)
+    except Exception as exc:  # botocore, aiohttp and fsspec raise many types
+        raise StoreError.of("read", url, exc) from None
     return target
+
+
+def put_object(url: str, anon: bool, data: bytes) -> None:
+    """Write one object with one put (atomic on an object store)."""
+    fs, path = filesystem(url, anon)
+    try:
+        fs.pipe_file(path, data)
+    except Exception as exc:
+        raise StoreError.of("write", url, exc) from None
 
 
 def _safe_name(name: str, record: str) -> str:
@@ -140,7 +162,10 @@ class RemoteLayout(Layout):
             write_atomic(self.output(rel), parts, tag=tag)
             return
         fs, root = self._filesystem(self.dcm_url)
-        fs.pipe_file(f"{root.rstrip('/')}/{rel}.dcm", b"".join(parts))
+        try:
+            fs.pipe_file(f"{root.rstrip('/')}/{rel}.dcm", b"".join(parts))
+        except Exception as exc:
+            raise StoreError.of("write", self.output_path(rel), exc) from None
 
     def read_output(self, rel: str) -> bytes:
         """An existing output's bytes (``--verify-existing``)."""
@@ -172,6 +197,9 @@ class RemoteLayout(Layout):
                     fs.get_file(f"{remote_dir}/{file_name}", target)
                 except FileNotFoundError:
                     pass  # the reader reports the missing file as for a local record
+                except Exception as exc:
+                    raise StoreError.of("read", f"{self.wfdb_url}/{folder}/{file_name}",
+                                        exc) from None
 
         get(f"{name}.hea")
         try:
