@@ -137,6 +137,8 @@ class DaskPool:
         self._queue: deque[list[tuple]] = deque()
         self._removed: list[tuple[str, set[str]]] = []
         self._restarts: list[threading.Thread] = []
+        self._fruitless_deaths = 0
+        """Workers lost in a row before any of their chunks' tasks started."""
         self._wake = threading.Event()
         """Set when a chunk's future is done (in the client's thread): :meth:`poll` wakes."""
         self._client.subscribe_topic(self._topic, self._on_heartbeat)
@@ -229,6 +231,7 @@ class DaskPool:
             if status == "finished":
                 results.extend(chunk.future.result())
                 self._forget(key)
+                self._fruitless_deaths = 0
             elif status == "error":
                 exc = chunk.future.exception()
                 if isinstance(exc, self._distributed.KilledWorker):
@@ -253,6 +256,13 @@ class DaskPool:
     def _crashed(self, key: str, results: list[Result], how: str) -> None:
         chunk = self._forget(key)
         self._retire(chunk, results, f"WorkerCrash: {how}")
+        if chunk.task_id >= 0:
+            self._fruitless_deaths = 0
+            return
+        self._fruitless_deaths += 1  # workers dying before any work would loop forever
+        if self._fruitless_deaths > 3 + 2 * self._threads:
+            raise BatchError("Dask workers keep dying before starting any work (last: "
+                             f"{how}); see the workers' logs")
 
     def _check_timeouts(self, results: list[Result]) -> None:
         now = time.monotonic()
