@@ -238,9 +238,9 @@ def fetch_inputs(config: BatchConfig, directory: str) -> BatchConfig:
 def _run_batch(config: BatchConfig, stdout: TextIO, stderr: TextIO,
                started: float) -> Summary:
     check_config(config)
-    layout = make_layout(config)
     if not is_url(config.dcm_dir):
         config.dcm_dir.mkdir(parents=True, exist_ok=True)
+    layout = make_layout(config)  # after mkdir: the local one resolves --dcm_dir's real path
     config.output_csv.parent.mkdir(parents=True, exist_ok=True)
     with Ledger.open(ledger_path(config.output_csv)) as ledger:
         # lets `wfdb2dicom verify` find sources
