@@ -8,7 +8,7 @@ is one), it runs ``run_convert.py`` without and with ``--scheduler local`` on 5,
 
   wall      whole-process seconds, median and spread (min-max);
   CPU       user + system seconds of the whole process tree (parent, scheduler, nannies,
-            workers; sampled from /proc), per record;
+            workers: this process is their subreaper), per record;
   marginal  the steady-state rate between 5,000 and 15,000 records (start-up cancels),
             from the medians, and the fixed start-up cost it implies.
 
@@ -21,68 +21,23 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
+
+# bench/throughput.py (beside this file): the same corpus, input lists and whole-tree timing
+from throughput import become_subreaper, timed, write_input_csv
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-class TreeCpu:
-    """User + system CPU of a process tree, sampled from /proc every 20 ms.
-
-    ``RUSAGE_CHILDREN`` misses workers nobody waits for (the fork server's, Dask's);
-    here every process of the tree is seen while it lives, and its last sample counts
-    (a process's last < 20 ms may be missed)."""
-
-    def __init__(self, root_pid: int) -> None:
-        self.root_pid = root_pid
-        self.seen: dict[tuple[int, int], float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            frontier = [self.root_pid]
-            while frontier:
-                pid = frontier.pop()
-                try:
-                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                    children = []  # a child belongs to the thread that started it
-                    for task in Path(f"/proc/{pid}/task").iterdir():
-                        children += (task / "children").read_text().split()
-                except OSError:
-                    continue
-                start = int(fields[19])  # a reused pid is another process
-                self.seen[(pid, start)] = (int(fields[11]) + int(fields[12])) / TICK
-                frontier.extend(map(int, children))
-            self._stop.wait(0.02)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return sum(self.seen.values())
-
-
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU seconds of a whole process tree."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    cpu = TreeCpu(proc.pid)
-    _, stderr = proc.communicate()
-    wall = time.perf_counter() - start
-    total = cpu.stop()
-    if proc.returncode != 0:
-        sys.stderr.write(stderr.decode(errors="replace")[-2000:])
-        raise SystemExit(f"{' '.join(cmd[:2])} exited with status {proc.returncode}")
-    return wall, total
+def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds of a whole process tree (bench/throughput.py's ``timed``: this
+    process is the tree's subreaper, so every descendant's CPU is counted)."""
+    timing = timed(cmd, env)
+    if timing.status != 0:
+        raise SystemExit(f"{' '.join(cmd[:2])} exited with status {timing.status}")
+    return timing.wall, timing.cpu
 
 
 def spread(values: list[float]) -> str:
@@ -99,10 +54,12 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO / "src"))
-    from throughput import write_input_csv  # bench/throughput.py: the same corpus and lists
+    # bench/throughput.py: the same corpus, input lists and whole-tree timing
 
     from wfdb2dicom.synthetic import generate_corpus
 
+    if not become_subreaper():
+        print("warning: not a subreaper here: CPU of orphaned workers is not counted")
     base = args.dir or Path(tempfile.mkdtemp(
         prefix="wfdb2dicom-bench-dask-",
         dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
@@ -120,7 +77,7 @@ def main() -> int:
         shutil.rmtree(out, ignore_errors=True)
         for leftover in base.glob(f"out-{backend}-{size}.csv*"):
             leftover.unlink()
-        return timed([sys.executable, str(REPO / "run_convert.py"),
+        return run_timed([sys.executable, str(REPO / "run_convert.py"),
                       "--input_csv", str(base / f"{size}.csv"),
                       "--output_csv", str(base / f"out-{backend}-{size}.csv"),
                       "--wfdb_dir", str(corpus.root), "--dcm_dir", str(out),

@@ -62,3 +62,56 @@ def demo_metadata(demo_corpus):
     from wfdb2dicom.metadata import MetadataTable
 
     return MetadataTable.load(demo_corpus.machine_measurements_csv)
+
+
+@pytest.fixture(scope="session")
+def challenge_record(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PhysioNet/CinC 2015 false-alarm-like ICU record, written with ``wfdb.wrsamp``: II
+    and V (mV), ABP (mmHg), PLETH and RESP (NU), 250 Hz, 5 minutes, format 16."""
+    import numpy as np
+    import wfdb
+
+    directory = tmp_path_factory.mktemp("challenge")
+    fs, n = 250, 250 * 300
+    t = np.arange(n) / fs
+    rng = np.random.default_rng(2015)
+    beat = 2 * np.pi * 1.2 * t
+    ecg = np.exp(-((np.mod(t, 1 / 1.2) - 0.3) ** 2) / 0.0005)
+    signals = np.stack([
+        1.2 * ecg + 0.02 * rng.standard_normal(n),          # II, mV
+        -0.8 * ecg + 0.02 * rng.standard_normal(n),         # V, mV
+        95 + 20 * np.sin(beat) + 7 * np.sin(2 * beat + 0.8),  # ABP, mmHg
+        0.5 + 0.3 * np.sin(beat - 0.6),                     # PLETH, NU
+        0.4 * np.sin(2 * np.pi * 0.25 * t),                 # RESP, NU
+    ], axis=1)
+    gains = np.array([200.0, 200.0, 100.0, 1000.0, 1000.0])
+    digital = np.rint(signals * gains).astype(np.int16)
+    digital[1000:1010, 2] = -32768  # a gap in ABP: WFDB's invalid sample
+    wfdb.wrsamp("a103l", fs=fs, units=["mV", "mV", "mmHg", "NU", "NU"],
+                sig_name=["II", "V", "ABP", "PLETH", "RESP"], d_signal=digital,
+                fmt=["16"] * 5, adc_gain=list(gains), baseline=[0] * 5,
+                write_dir=str(directory))
+    return directory / "a103l"
+
+
+@pytest.fixture(scope="session")
+def uterine_record(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ECG lead beside a uterine-contraction signal whose header gives no units (WFDB
+    then means mV): made with ``wfdb.wrsamp``, the units removed from the header."""
+    import numpy as np
+    import wfdb
+
+    directory = tmp_path_factory.mktemp("uterine")
+    fs, n = 250, 250 * 20
+    t = np.arange(n) / fs
+    digital = np.rint(np.stack([200 * np.sin(2 * np.pi * 1.1 * t),
+                                400 + 300 * np.sin(2 * np.pi * t / 60)], axis=1))
+    wfdb.wrsamp("uc01", fs=fs, units=["mV", "mV"], sig_name=["II", "UC"],
+                d_signal=digital.astype(np.int16), fmt=["16", "16"], adc_gain=[200.0, 100.0],
+                baseline=[0, 0], write_dir=str(directory))
+    header = directory / "uc01.hea"
+    lines = header.read_text().splitlines()
+    lines[2] = lines[2].replace("(0)/mV", "(0)")
+    assert "/mV" not in lines[2], lines[2]
+    header.write_text("\n".join(lines) + "\n")
+    return directory / "uc01"

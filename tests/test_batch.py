@@ -37,7 +37,7 @@ EXPECTED_ERRORS = {
     "corrupt_header": "RecordError: ",
     "checksum_mismatch": "RecordError: checksum mismatch",
     "longer_dat": "RecordError: signal file ",
-    "non_ecg_signal": "UnsupportedRecord: ",
+    "numerics_only": "UnsupportedRecord: no signal of the record fits a DICOM waveform IOD",
     "missing_metadata": "Missing df_info row for study_id",
 }
 """How each defect of the synthetic corpus is reported (a prefix; the last one exactly)."""
@@ -409,3 +409,33 @@ def test_the_batch_parent_never_imports_pandas(tmp_path: Path) -> None:
     assert "BLAS threads: 1" in proc.stdout  # none spinning beside the workers
     rows = read_rows(work / "out.csv")
     assert sum(1 for row in rows if row["dcm_path"]) == 6
+
+
+def test_batch_passes_signal_classes_and_refuses_several_objects_for_now(
+        challenge_record: Path, tmp_path: Path) -> None:
+    """``--signal-class`` reaches the workers; a record that makes several objects fails
+    its row with a one-line reason until the batch writes a manifest of objects."""
+    listing = tmp_path / "in.csv"
+    listing.write_text("study_id,path\na103l,a103l\n")
+
+    def batch(work: Path, *extra: str) -> dict[str, str]:
+        proc = run([sys.executable, "-m", "wfdb2dicom.cli", "batch", "--input_csv", str(listing),
+                    "--output_csv", str(work / "out.csv"), "--wfdb_dir",
+                    str(challenge_record.parent), "--dcm_dir", str(work / "dcm"), "--workers",
+                    "1", "--no-progress", "--acquisition-datetime", "2000-01-01T00:00:00",
+                    *extra])
+        assert proc.returncode in (0, 1), proc.stderr
+        (row,) = read_rows(work / "out.csv")
+        return row
+
+    row = batch(tmp_path / "all")
+    assert row["dcm_error"].startswith("SeveralObjects: the record makes several DICOM objects")
+    row = batch(tmp_path / "ecg", "--signal-class", "ABP=other", "--signal-class",
+                "PLETH=other", "--signal-class", "RESP=other")
+    assert row["dcm_error"] == "" and row["dcm_path"].endswith("a103l.dcm")
+    assert Path(row["dcm_path"]).is_file()
+    proc = run([sys.executable, "-m", "wfdb2dicom.cli", "batch", "--input_csv", str(listing),
+                "--output_csv", str(tmp_path / "bad" / "out.csv"), "--wfdb_dir",
+                str(challenge_record.parent), "--dcm_dir", str(tmp_path / "bad"),
+                "--signal-class", "RESP=lung"])
+    assert proc.returncode == 2 and "unknown class 'lung'" in proc.stderr

@@ -241,11 +241,15 @@ def test_missing_metadata_row_is_refused(demo_corpus, tmp_path) -> None:
     assert "Missing df_info row for study_id" in proc.stderr
 
 
-def test_non_ecg_signal_refused(demo_corpus, tmp_path) -> None:
-    rel = next(r for r, kind in demo_corpus.broken.items() if kind == "non_ecg_signal")
-    proc = run_cli("convert", str(demo_corpus.root / rel), "-o", str(tmp_path / "x.dcm"),
+def test_record_of_numerics_only_refused(demo_corpus, tmp_path) -> None:
+    """HR and SpO2 at one value a minute: no waveform IOD takes either; one line, no file."""
+    rel = next(r for r, kind in demo_corpus.broken.items() if kind == "numerics_only")
+    proc = run_cli("convert", str(demo_corpus.root / rel), "-o", str(tmp_path) + "/",
                    "--acquisition-datetime", "2100-01-01T00:00:00")
-    assert proc.returncode != 0 and "not an ECG lead" in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert "no signal of the record fits a DICOM waveform IOD: HR: numeric" in proc.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_seed_function_and_pickle(demo_corpus, tmp_path) -> None:

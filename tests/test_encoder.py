@@ -98,8 +98,52 @@ def test_stage_by_stage_conversion_equals_one_at_a_time(demo_corpus, demo_metada
     steps: list[int] = []
     results = convert_many_to_parts(jobs, before=steps.append)
     assert isinstance(results[2], RecordError) and "missing header" in str(results[2])
-    for (path, metadata, _), parts in zip(jobs, results, strict=True):
+    for (path, metadata, _), result in zip(jobs, results, strict=True):
         if path.name != "missing":
-            assert_identical(b"".join(parts), convert_to_bytes(path, metadata), path.name)
+            assert_identical(b"".join(result.single_parts()), convert_to_bytes(path, metadata),
+                             path.name)
     # read, map, check and encode for each good record; only the read for the missing one
     assert steps == [0, 1, 2, 3, 4] + [0, 1, 3, 4] * 3
+
+
+WHEN = dt.datetime(2000, 1, 1)
+
+
+def test_encoder_byte_identical_on_every_object(challenge_record: Path, uterine_record: Path,
+                                                physionet_dir: Path) -> None:
+    """The fast encoder equals pydicom's writer on every IOD, SL samples included."""
+    from wfdb2dicom.builder import plan_record
+    from wfdb2dicom.reader import read_segments
+
+    records = [challenge_record, uterine_record,
+               physionet_dir / "wfdb-python/binformats", physionet_dir / "wfdb-python/mixedsignals",
+               physionet_dir / "wfdb-python/multi-segment/041s/041s",
+               physionet_dir / "wfdb-python/test_generator_2"]
+    seen = set()
+    for options in (ConversionOptions(acquisition_datetime=WHEN),
+                    ConversionOptions(acquisition_datetime=WHEN, max_duration=7)):
+        for record in records:
+            for segment in read_segments(record):
+                plan = plan_record(segment.record, options=options, segment=segment)
+                for obj in plan.objects:
+                    assert encode_plan(obj.plan) == encode_dataset(obj.plan.to_dataset()), (
+                        record.name, obj.iod_key, obj.part)
+                    seen.add((obj.iod_key, obj.plan.groups[0].interpretation))
+    assert {"ecg12", "ecg", "ecg32", "hd", "pulse", "resp", "respmulti"} <= {k for k, _ in seen}
+    assert ("ecg32", "SL") in seen
+
+
+def test_attribute_layout_is_checked(demo_corpus, demo_metadata) -> None:
+    """The fast encoder refuses attributes it would write wrong: out of tag order, a VR it
+    does not write as text, or after the sequences it appends."""
+    from wfdb2dicom.object_plan import check_attribute_layout
+
+    rel = demo_corpus.good[0]
+    plan = plan_object(read_record(demo_corpus.root / rel), demo_metadata.get(Path(rel).name))
+    swapped = (plan.attributes[1], plan.attributes[0], *plan.attributes[2:])
+    with pytest.raises(ValueError, match="out of tag order"):
+        encode_plan(plan._replace(attributes=swapped))
+    with pytest.raises(ValueError, match="VR US"):
+        check_attribute_layout(("SpecificCharacterSet", "Rows"))
+    with pytest.raises(ValueError, match="after the sequences"):
+        check_attribute_layout(("SpecificCharacterSet", "ContentLabel"))

@@ -300,12 +300,12 @@ def test_longer_dat(corpus: SyntheticCorpus) -> None:
     assert record.d_signal.shape == (N, 12)
 
 
-def test_non_ecg_signal(corpus: SyntheticCorpus) -> None:
-    path = broken_path(corpus, "non_ecg_signal")
+def test_numerics_only(corpus: SyntheticCorpus) -> None:
+    path = broken_path(corpus, "numerics_only")
     record = wfdb.rdrecord(str(path), physical=False)
-    assert record.sig_name == ["ABP", "PLETH"]
-    assert record.units == ["mmHg", "NU"]
-    assert record.fs == 125
+    assert record.sig_name == ["HR", "SpO2"]
+    assert record.units == ["bpm", "%"]
+    assert abs(record.fs - 1 / 60) < 1e-9
     for row, checksum in zip(record.d_signal.T, record.checksum, strict=True):
         assert wfdb_checksum(row) == checksum
 

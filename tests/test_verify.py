@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
 from wfdb2dicom.convert import convert_record
+from wfdb2dicom.verification import ObjectChecker, blank_header, layout_of, parse_blanked
+from wfdb2dicom.verify import read_run
 
 
 @pytest.fixture(scope="module")
@@ -47,27 +53,100 @@ def test_verify_passes_on_a_converted_run(run_csv, demo_corpus) -> None:
     assert f"{len(demo_corpus.good)} passed, 0 failed" in proc.stdout
 
 
-def test_verify_fails_on_altered_samples(run_csv, tmp_path) -> None:
-    path, root = run_csv
-    rows = list(csv.DictReader(path.open(newline="")))
-    victim = next(r for r in rows if r["dcm_path"])
-    ds = pydicom.dcmread(victim["dcm_path"])
-    data = bytearray(ds.WaveformSequence[0].WaveformData)
-    data[100] ^= 0x04
-    ds.WaveformSequence[0].WaveformData = bytes(data)
-    altered = tmp_path / "altered.dcm"
-    ds.save_as(altered)
-    victim["dcm_path"] = str(altered)
-    changed = tmp_path / "run.csv"
-    with changed.open("w", newline="") as handle:
+def write_run(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    proc = verify("--output_csv", str(changed), "--wfdb_dir", str(root), "--workers", "1")
-    assert proc.returncode == 1
-    failures = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
-    assert len(failures) == 1
-    assert victim["study_id"] in failures[0] and "differ from the WFDB record" in failures[0]
+    return path
+
+
+def _sample(ds) -> None:
+    data = bytearray(ds.WaveformSequence[0].WaveformData)
+    data[100] ^= 0x04
+    ds.WaveformSequence[0].WaveformData = bytes(data)
+
+
+def _gain(ds) -> None:
+    channel = ds.WaveformSequence[0].ChannelDefinitionSequence[2]
+    channel.ChannelSensitivity = str(float(channel.ChannelSensitivity) * 1.01)
+
+
+def _baseline(ds) -> None:
+    ds.WaveformSequence[0].ChannelDefinitionSequence[4].ChannelBaseline = "0.05"
+
+
+def _swapped_leads(ds) -> None:
+    """Two channels' samples swapped (labels left in place)."""
+    group = ds.WaveformSequence[0]
+    n = int(group.NumberOfWaveformChannels)
+    samples = np.frombuffer(group.WaveformData, "<i2").reshape(-1, n).copy()
+    samples[:, [3, 5]] = samples[:, [5, 3]]
+    group.WaveformData = samples.tobytes()
+
+
+def _swapped_labels(ds) -> None:
+    """Two channels' labels swapped (samples left in place)."""
+    items = ds.WaveformSequence[0].ChannelDefinitionSequence
+    items[0].ChannelLabel, items[1].ChannelLabel = items[1].ChannelLabel, items[0].ChannelLabel
+
+
+ALTERATIONS = {
+    "sample": (_sample, "samples of 'III' differ from the WFDB record (1 samples)"),
+    "gain": (_gain, "sensitivity of 'III' is"),
+    "baseline": (_baseline, "baseline of 'aVF' is 0.05"),
+    "swapped leads": (_swapped_leads, "samples of 'aVR' differ from the WFDB record"),
+    "swapped labels": (_swapped_labels, "channel 1 is 'II', the record's signal 1 is 'I'"),
+    "truncated": (None, "ValidationFailed: group 1: WaveformData has 119000 bytes"),
+}
+"""How an object is altered, and the start of the problem verify must name it with."""
+
+
+@pytest.fixture(scope="module")
+def altered_run(run_csv, tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
+    """The run CSV with one object per alteration replaced by an altered copy;
+    alteration -> study_id."""
+    path, root = run_csv
+    out = tmp_path_factory.mktemp("altered")
+    rows = list(csv.DictReader(path.open(newline="")))
+    victims = [r for r in rows if r["dcm_path"]][:len(ALTERATIONS)]
+    studies = {}
+    for (name, (alter, _)), victim in zip(ALTERATIONS.items(), victims, strict=True):
+        target = out / f"{victim['study_id']}.dcm"
+        if alter is None:
+            data = Path(victim["dcm_path"]).read_bytes()
+            target.write_bytes(data[:len(data) - 1000])
+        else:
+            ds = pydicom.dcmread(victim["dcm_path"])
+            alter(ds)
+            ds.save_as(target)
+        victim["dcm_path"] = str(target)
+        studies[name] = victim["study_id"]
+    return write_run(out / "run.csv", rows), root, studies
+
+
+def test_verify_fails_on_each_altered_object_naming_its_study(altered_run) -> None:
+    path, root, studies = altered_run
+    proc = verify("--output_csv", str(path), "--wfdb_dir", str(root), "--workers", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failures = {line.split("\t")[0].removeprefix("FAIL "): line.split("\t")[2]
+                for line in proc.stdout.splitlines() if line.startswith("FAIL")}
+    assert set(failures) == set(studies.values()), proc.stdout
+    for name, study in studies.items():
+        assert failures[study].startswith(ALTERATIONS[name][1]), (name, failures[study])
+
+
+def test_decoding_reference_fails_on_each_altered_object_too(altered_run) -> None:
+    """The fast path (bytes, cached mapping) and the full decode agree on every object."""
+    path, root, studies = altered_run
+    fast, decoded = ObjectChecker(), ObjectChecker()
+    for study, record, dcm in read_run(path, root):
+        expected = study in studies.values()
+        by_bytes = fast.check(record, dcm).problem
+        by_arrays = decoded.check(record, dcm, decode=True).problem
+        assert (by_bytes is not None) == expected == (by_arrays is not None), (
+            study, by_bytes, by_arrays)
+    assert decoded.compared["bytes"] == 0
 
 
 def test_verify_single_record(physionet_dir, tmp_path) -> None:
@@ -97,3 +176,147 @@ def test_verify_a_batch_run_by_its_output_csv_alone(demo_corpus, tmp_path) -> No
     proc = verify("--output_csv", str(out), "--workers", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{len(demo_corpus.good)} passed, 0 failed" in proc.stdout
+
+
+PHYSIONET_RECORDS = ["100", "3000003_0003", "s0010_re", "test01_00s"]
+BYTES_COMPARABLE = {"test01_00s"}
+"""Single-file format-16 records: compared as bytes; the others (212, 80, and s0010_re's
+two files, .dat and .xyz) are decoded."""
+
+
+@pytest.fixture(scope="module")
+def corpora_objects(physionet_dir, run_csv, tmp_path_factory) -> list[tuple[str, str, str]]:
+    """(name, record path, object path) of every record of the test corpora."""
+    import datetime as dt
+
+    from wfdb2dicom.builder import ConversionOptions
+
+    out = tmp_path_factory.mktemp("corpora")
+    options = ConversionOptions(acquisition_datetime=dt.datetime(2000, 1, 2, 3, 4, 5))
+    objects = []
+    for name in PHYSIONET_RECORDS:
+        convert_record(physionet_dir / name, out / f"{name}.dcm", options=options)
+        objects.append((name, str(physionet_dir / name), str(out / f"{name}.dcm")))
+    path, root = run_csv
+    objects += [(study, record, dcm) for study, record, dcm in read_run(path, root)]
+    return objects
+
+
+def test_fast_paths_equal_the_full_wfdb_decode(corpora_objects) -> None:
+    fast, decoded = ObjectChecker(), ObjectChecker()
+    for name, record, dcm in corpora_objects:
+        assert fast.check(record, dcm) == decoded.check(record, dcm, decode=True), name
+        assert fast.check(record, dcm).problem is None, name
+    n_bytes = len(corpora_objects) - len(PHYSIONET_RECORDS) + len(BYTES_COMPARABLE)
+    n_arrays = len(corpora_objects) - n_bytes
+    assert fast.compared == {"bytes": 2 * n_bytes, "arrays": 2 * n_arrays}
+
+
+def test_header_parsed_once_per_blanked_text_equals_rdheader(corpora_objects) -> None:
+    """What the cache holds for a blanked header is what wfdb says of the real one."""
+    import wfdb
+
+    layouts = set()
+    for name, record, _ in corpora_objects:
+        blanked = blank_header(Path(record + ".hea").read_text(encoding="latin-1"))
+        assert blanked is not None
+        (text, renamed), record_name = blanked
+        assert record_name == Path(record).name
+        cached = parse_blanked(text)._replace(renamed=renamed)
+        real = layout_of(wfdb.rdheader(record), renamed=renamed)
+        assert cached._replace(file_names=()) == real._replace(file_names=()), name
+        assert cached.files_of(record_name) == tuple(real.file_names), name
+        layouts.add(text)
+    assert len(layouts) < len(corpora_objects)  # the demo's headers share their text
+
+
+def ledger_rows(output_csv: Path) -> int:
+    import sqlite3
+
+    db = sqlite3.connect(f"{output_csv}.verified.sqlite")
+    try:
+        return db.execute("SELECT count(*) FROM verified").fetchone()[0]
+    finally:
+        db.close()
+
+
+def counts(proc: subprocess.CompletedProcess) -> tuple[int, int]:
+    """(checked now, unchanged) from verify's summary line."""
+    import re
+
+    found = re.search(r"\((\d+) checked now, (\d+) unchanged", proc.stdout)
+    assert found, proc.stdout + proc.stderr
+    return int(found[1]), int(found[2])
+
+
+def test_rerun_checks_only_what_changed(run_csv, tmp_path) -> None:
+    path, root = run_csv
+    rows = list(csv.DictReader(path.open(newline="")))
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    for row in rows:  # objects of our own, to alter; the sources are shared (only touched)
+        if row["dcm_path"]:
+            copy = objects / Path(row["dcm_path"]).name
+            copy.write_bytes(Path(row["dcm_path"]).read_bytes())
+            row["dcm_path"] = str(copy)
+    run = write_run(tmp_path / "run.csv", rows)
+    args = ("--output_csv", str(run), "--wfdb_dir", str(root), "--workers", "1")
+    n = sum(1 for r in rows if r["dcm_path"])
+    first = verify(*args)
+    assert first.returncode == 0 and counts(first) == (n, 0)
+    assert ledger_rows(run) == n
+    again = verify(*args)
+    assert again.returncode == 0 and counts(again) == (0, n)
+
+    touched, altered = [r for r in rows if r["dcm_path"]][:2]
+    dat = root / (touched["path"] + ".dat")
+    stat = dat.stat()
+    os.utime(dat, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    ds = pydicom.dcmread(altered["dcm_path"])
+    _sample(ds)  # same size, new content
+    ds.save_as(altered["dcm_path"])
+    after = verify(*args)
+    assert after.returncode == 1 and counts(after) == (2, n - 2)
+    assert [line.split("\t")[0] for line in after.stdout.splitlines()
+            if line.startswith("FAIL")] == [f"FAIL {altered['study_id']}"]
+    failed_again = verify(*args)  # a failure is checked again, every time
+    assert failed_again.returncode == 1 and counts(failed_again) == (1, n - 1)
+    everything = verify(*args, "--all")
+    assert everything.returncode == 1 and counts(everything) == (n, 0)
+
+
+def test_killed_verify_resumes_where_it_stopped(tmp_path) -> None:
+    """A real SIGKILL of the whole process group mid-run; the next run checks only what
+    the ledger lacks, and the two runs together check every object once at least."""
+    from wfdb2dicom.synthetic import generate_corpus
+
+    corpus = generate_corpus(tmp_path / "mimic", 600, seed=3, broken=False)
+    run = tmp_path / "run.csv"
+    batch = subprocess.run(
+        [sys.executable, "-m", "wfdb2dicom.cli", "batch", "--input_csv",
+         str(corpus.record_list_csv), "--output_csv", str(run), "--wfdb_dir",
+         str(corpus.root), "--dcm_dir", str(tmp_path / "dcm"), "--df_info_pkl",
+         str(corpus.machine_measurements_csv), "--workers", "2", "--no-progress"],
+        capture_output=True, text=True, timeout=600)
+    assert batch.returncode == 0, batch.stdout + batch.stderr
+    n = len(corpus.good)
+    args = [sys.executable, "-m", "wfdb2dicom.cli", "verify", "--output_csv", str(run),
+            "--workers", "1", "--checkpoint", "10"]
+    wal = Path(f"{run}.verified.sqlite-wal")
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if wal.exists() and wal.stat().st_size > 40_000:  # past the schema: checkpoints
+            break
+        time.sleep(0.002)
+    assert proc.poll() is None, "verify ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(0.1)  # let the killed workers go
+    done = ledger_rows(run)
+    assert 10 <= done < n
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert counts(resumed) == (n - done, done)
+    assert ledger_rows(run) == n

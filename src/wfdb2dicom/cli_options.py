@@ -32,4 +32,20 @@ def add_conversion_options(parser: argparse.ArgumentParser) -> argparse._Argumen
                        "give one")
     group.add_argument("--no-checksum", action="store_true",
                        help="convert even when the header checksums do not match the samples")
+    group.add_argument("--signal-class", action="append", default=[], metavar="NAME=CLASS",
+                       help="treat the signal NAME (as the header writes it) as CLASS: ecg, "
+                       "pressure, pulse, resp, or another class to leave it out (repeatable)")
+    group.add_argument("--max-duration", type=positive_seconds, metavar="SECONDS",
+                       help="split signals longer than this into consecutive objects")
     return group
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type for ``--max-duration``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value

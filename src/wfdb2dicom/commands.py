@@ -14,6 +14,7 @@ from .errors import ConversionError
 
 def conversion_options(args: argparse.Namespace) -> ConversionOptions:
     """ConversionOptions from parsed arguments (validates --uid-root up front)."""
+    from .signal_classes import parse_override
     from .uids import check_uid_root
 
     return ConversionOptions(
@@ -22,20 +23,27 @@ def conversion_options(args: argparse.Namespace) -> ConversionOptions:
         acquisition_datetime=args.acquisition_datetime,
         patient_id=getattr(args, "patient_id", None),
         verify_checksums=not args.no_checksum,
+        signal_classes=tuple(sorted(dict(map(parse_override, args.signal_class)).items())),
+        max_duration=args.max_duration,
     )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     convert = subparsers.add_parser(
         "convert",
-        help="convert one WFDB record to a DICOM ECG object",
-        description="Convert one WFDB record to a DICOM ECG waveform object. Exit 0 on "
-        "success; otherwise a one-line reason on stderr, exit 2, and no output file.",
+        help="convert one WFDB record to DICOM waveform objects",
+        description="Convert one WFDB record to DICOM waveform objects: one per IOD (ECG, "
+        "hemodynamic, arterial pulse, respiratory), per segment and per part. With -o DIR/ "
+        "every object is written in DIR and its path printed, one per line; -o FILE.dcm "
+        "works for a record that makes one object. Exit 0 on success; otherwise a one-line "
+        "reason on stderr, exit 2, and no output file.",
     )
     convert.add_argument("record", help="record path without extension (a trailing .hea is "
                          "accepted); or a URL (s3://, gs://, http(s)://: the dask extra)")
-    convert.add_argument("-o", "--output", required=True, metavar="OUT.dcm",
-                         help="the object to write: a path, or an s3:// or gs:// URL")
+    convert.add_argument("-o", "--output", required=True, metavar="OUT.dcm|DIR/",
+                         help="the file of a record that makes one object, or a directory "
+                         "(existing, or a path ending in /) for every object; either may be "
+                         "an s3:// or gs:// URL")
     convert.add_argument("--metadata", metavar="FILE",
                          help="machine_measurements.csv as published, Parquet, or the seed's "
                          "pickle (a path or a URL)")
@@ -87,7 +95,8 @@ def run_convert(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value and value.startswith("file://"):
             setattr(args, name, value[len("file://"):])
-    return _convert_local(args)
+    _convert_local(args)
+    return 0
 
 
 def _convert_with_urls(args: argparse.Namespace) -> int:
@@ -114,17 +123,21 @@ def _convert_with_urls(args: argparse.Namespace) -> int:
         if remote_output:
             if remote_output.split("://", 1)[0] in ("http", "https"):
                 raise ConversionError(f"{remote_output}: http(s) is read-only")
-            args.output = os.path.join(scratch, "out", os.path.basename(remote_output))
-        _convert_local(args, quiet=remote_output is not None)
-        if remote_output:
-            with open(args.output, "rb") as handle:
-                put_object(remote_output, args.anon, handle.read())
-            print(remote_output)
+            args.output = os.path.join(scratch, "out", "") if remote_output.endswith("/") \
+                else os.path.join(scratch, "out", os.path.basename(remote_output))
+        written = _convert_local(args, quiet=remote_output is not None)
+        for path in written if remote_output else ():
+            target = (remote_output + os.path.basename(path) if remote_output.endswith("/")
+                      else remote_output)
+            with open(path, "rb") as handle:
+                put_object(target, args.anon, handle.read())
+            print(target)
     return 0
 
 
-def _convert_local(args: argparse.Namespace, *, quiet: bool = False) -> int:
-    from .convert import convert_record
+def _convert_local(args: argparse.Namespace, *, quiet: bool = False) -> list[str]:
+    """Convert with local paths; the objects' paths (printed unless ``quiet``)."""
+    from .convert import write_record
     from .fileio import open_regular_file
     from .metadata import MetadataTable
 
@@ -138,12 +151,15 @@ def _convert_local(args: argparse.Namespace, *, quiet: bool = False) -> int:
             print(f"wfdb2dicom convert: warning: {warning.message}", file=sys.stderr)
     # No timeout guards a single conversion: what is not a regular file (a FIFO would block
     # forever, /dev/zero never ends) is refused as it is opened.
-    out = convert_record(args.record, args.output, table, study_id=args.study_id,
-                         options=options, inputs=[args.metadata] if args.metadata else [],
-                         opener=open_regular_file)
-    if not quiet:
-        print(out)
-    return 0
+    written = write_record(args.record, args.output, table, study_id=args.study_id,
+                           options=options, inputs=[args.metadata] if args.metadata else [],
+                           opener=open_regular_file)
+    for path in written.paths if not quiet else ():
+        print(path)
+    for signal in written.left_out:
+        print(f"wfdb2dicom convert: note: signal {signal.label!r} (segment {signal.segment}) "
+              f"left out: {signal.reason}", file=sys.stderr)
+    return [str(path) for path in written.paths]
 
 
 def run_validate(args: argparse.Namespace) -> int:

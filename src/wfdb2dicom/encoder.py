@@ -23,14 +23,15 @@ from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian
 
-from .builder import (
+from .object_plan import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
     AnnotationItem,
     GroupLayout,
     ObjectPlan,
-    _annotation_item,
-    _group_item,
+    annotation_item,
+    check_attribute_layout,
+    group_item,
 )
 
 PREAMBLE = b"\0" * 128 + b"DICM"
@@ -134,14 +135,14 @@ def _make_waveform_template(groups: tuple[GroupLayout, ...]) -> tuple[bytes, ...
 
     ds = Dataset()
     ds.WaveformSequence = DicomSequence(
-        [_group_item(g, np.zeros((g.n_samples, g.n_channels), "<i2")) for g in groups]
+        [group_item(g, np.zeros((g.n_samples, g.n_channels), g.dtype)) for g in groups]
     )
     encoded = _pydicom_element_bytes(ds)
     pieces, start, position = [], 0, 12  # SQ header: tag, VR, reserved, 4-byte length
     for group in groups:
         _, _, item_length = _ITEM.unpack_from(encoded, position)
         item_end = position + 8 + item_length
-        data_start = item_end - group.n_samples * group.n_channels * 2
+        data_start = item_end - group.n_samples * group.n_channels * group.dtype.itemsize
         pieces.append(encoded[start:data_start])
         start = position = item_end
     pieces.append(encoded[start:])
@@ -171,7 +172,7 @@ def _annotation_item_bytes(annotation: AnnotationItem) -> bytes:
 @lru_cache(maxsize=256)
 def _item_prefix(placeholder: AnnotationItem, value_tag: int, vr: str) -> bytes:
     """pydicom's encoding of ``placeholder`` (value "0") without its last element."""
-    encoded = _pydicom_element_bytes(_annotation_item(placeholder))
+    encoded = _pydicom_element_bytes(annotation_item(placeholder))
     last = encode_text_element(value_tag, vr, "0")
     if not encoded.endswith(last):  # the value element must be the item's last
         raise AssertionError(f"annotation item does not end with ({value_tag:08X})")
@@ -230,8 +231,10 @@ def encode_plan_parts(plan: ObjectPlan) -> list[bytes | memoryview]:
     not copied): for a gathered write (``os.writev``), which saves one copy of the samples.
 
     The plan lists its attributes in tag order, and all of them come before the three
-    sequences (Acquisition Context, Waveform Annotation, Waveform), so nothing is sorted.
+    sequences (Acquisition Context, Waveform Annotation, Waveform), so nothing is sorted;
+    that, and their VRs, is checked once per layout of attributes.
     """
+    check_attribute_layout(tuple([keyword for keyword, _ in plan.attributes]))
     template = _waveform_template(plan.groups)
     parts: list[bytes | memoryview] = [
         PREAMBLE, _file_meta_bytes(plan.sop_class_uid, plan.sop_instance_uid)]
@@ -241,9 +244,9 @@ def encode_plan_parts(plan: ObjectPlan) -> list[bytes | memoryview]:
     if plan.annotations:
         items = [_annotation_item_bytes(a) for a in plan.annotations]
         parts.append(_sequence_bytes(WAVEFORM_ANNOTATION_TAG, items))
-    for piece, samples in zip(template, plan.samples, strict=False):
+    for piece, samples, group in zip(template, plan.samples, plan.groups, strict=False):
         parts.append(piece)
-        parts.append(memoryview(samples.astype("<i2", copy=False)).cast("B")
-                     if samples.flags.c_contiguous else samples.astype("<i2").tobytes())
+        parts.append(memoryview(samples.astype(group.dtype, copy=False)).cast("B")
+                     if samples.flags.c_contiguous else samples.astype(group.dtype).tobytes())
     parts.append(template[-1])
     return parts

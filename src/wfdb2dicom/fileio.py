@@ -137,3 +137,19 @@ def _read_unsized(fd: int) -> bytes:
     if have > MAX_UNSIZED_READ:
         raise SizeMismatch(_regular_size(fd), MAX_UNSIZED_READ)
     return b"".join(chunks)
+
+
+def read_file_and_stat(path: str) -> tuple[bytes, str]:
+    """The whole of a regular file and its ``size:mtime_ns``, taken (``fstat``) before it is
+    read; a file that changes size meanwhile raises :class:`SizeMismatch`.
+
+    Stat first: a file changed while or after it is read then shows a newer time than the
+    one recorded, so whoever compares it later (``wfdb2dicom verify``'s ledger) looks again.
+    """
+    fd = open_regular_file(path)
+    try:
+        info = os.fstat(fd)
+        data = _read_exactly(fd, info.st_size)
+    finally:
+        os.close(fd)
+    return data, f"{info.st_size}:{info.st_mtime_ns}"

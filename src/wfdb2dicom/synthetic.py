@@ -50,7 +50,7 @@ BROKEN_KINDS: tuple[str, ...] = (
     "corrupt_header",
     "checksum_mismatch",
     "longer_dat",
-    "non_ecg_signal",
+    "numerics_only",
     "missing_metadata",
 )
 """The defects written when ``broken=True``, one record each."""
@@ -223,8 +223,8 @@ def generate_corpus(
         base = os.path.join(root_str, rel)
         _make_study_dir(os.path.dirname(base))
         ecg = _draw_ecg(draws, features, allow_lead_off=study.kind is None)
-        if study.kind == "non_ecg_signal":
-            _write_non_ecg(draws, study, base)
+        if study.kind == "numerics_only":
+            _write_numerics(draws, study, base)
         else:
             _write_ecg_record(draws, synthesiser, study, ecg, base)
         record_rows.append(
@@ -495,7 +495,7 @@ def wfdb_checksums(samples: np.ndarray) -> list[int]:
 def _header_text(
     study: _Study,
     samples: np.ndarray,
-    fs: int,
+    fs: int | str,
     units: tuple[tuple[str, str, str], ...],
     checksums: list[int],
 ) -> str:
@@ -541,15 +541,16 @@ def _write_ecg_record(
             f.write(data)
 
 
-def _write_non_ecg(draws: _Draws, study: _Study, base: str) -> None:
-    """A valid bedside-monitor record (ABP in mmHg, PLETH in NU at 125 Hz): not an ECG."""
-    fs, n = 125, 1250
-    t = np.arange(n) / fs
-    phase = 2 * math.pi * draws.uniform(1.0, 1.6) * t
-    abp = 95 + 20 * np.sin(phase) + 7 * np.sin(2 * phase + 0.8)  # mmHg
-    pleth = 0.5 + 0.3 * np.sin(phase - 0.6)  # NU
-    samples = np.rint(np.stack([abp * 100, pleth * 1000])).astype(np.int16)
-    units = (("100.0", "mmHg", "ABP"), ("1000.0", "NU", "PLETH"))
+def _write_numerics(draws: _Draws, study: _Study, base: str) -> None:
+    """A valid bedside-monitor numerics record (HR in bpm, SpO2 in %, one value a minute,
+    as MIMIC's ``...n`` records): no DICOM waveform IOD holds either signal."""
+    fs, n = "0.0166666666667", 60
+    t = np.arange(n)
+    phase = 2 * math.pi * draws.uniform(1.0, 1.6) * t / n
+    hr = 72 + 8 * np.sin(phase)  # bpm
+    spo2 = 97 + 1.5 * np.sin(phase - 0.6)  # %
+    samples = np.rint(np.stack([hr * 10, spo2 * 10])).astype(np.int16)
+    units = (("10.0", "bpm", "HR"), ("10.0", "%", "SpO2"))
     header = _header_text(study, samples, fs, units, wfdb_checksums(samples))
     with open(base + ".hea", "wb") as f:
         f.write(header.encode("ascii"))

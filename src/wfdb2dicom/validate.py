@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 from .errors import ConversionError
 
 if TYPE_CHECKING:
-    from .builder import ObjectPlan
+    from .object_plan import ObjectPlan
 
 
 class ValidationFailed(ConversionError):
@@ -23,23 +23,29 @@ class ValidationFailed(ConversionError):
 def quick_check(ds: Dataset) -> None:
     """The seed's integrity check: raise ValidationFailed with the first problem found.
 
-    Waveform Sequence present; channels, samples and frequency > 0; 16-bit ``SS`` samples;
-    Waveform Data length = channels x samples x 2 bytes.
+    Waveform Sequence present; channels, samples and frequency > 0; 16-bit ``SS`` or 32-bit
+    ``SL`` samples (General 32-bit ECG, Multi-channel Respiratory); Waveform Data length =
+    channels x samples x bytes per sample.
     """
     groups = ds.get("WaveformSequence")
     if not groups:
         raise ValidationFailed("no WaveformSequence")
     for number, group in enumerate(groups, start=1):
-        data = group.get("WaveformData")
-        _check_group(
-            number,
-            channels=int(group.get("NumberOfWaveformChannels", 0) or 0),
-            samples=int(group.get("NumberOfWaveformSamples", 0) or 0),
-            frequency=float(group.get("SamplingFrequency", 0) or 0),
-            interpretation=group.get("WaveformSampleInterpretation"),
-            bits_allocated=int(group.get("WaveformBitsAllocated", 0) or 0),
-            data_length=len(data) if data is not None else 0,
-        )
+        quick_check_group(number, group)
+
+
+def quick_check_group(number: int, group: Dataset) -> None:
+    """:func:`quick_check` of one Waveform Sequence item (``number`` counts from 1)."""
+    data = group.get("WaveformData")
+    _check_group(
+        number,
+        channels=int(group.get("NumberOfWaveformChannels", 0) or 0),
+        samples=int(group.get("NumberOfWaveformSamples", 0) or 0),
+        frequency=float(group.get("SamplingFrequency", 0) or 0),
+        interpretation=group.get("WaveformSampleInterpretation"),
+        bits_allocated=int(group.get("WaveformBitsAllocated", 0) or 0),
+        data_length=len(data) if data is not None else 0,
+    )
 
 
 def quick_check_plan(plan: ObjectPlan) -> None:
@@ -56,10 +62,13 @@ def quick_check_plan(plan: ObjectPlan) -> None:
             channels=layout.n_channels,
             samples=layout.n_samples,
             frequency=float(layout.sampling_frequency),
-            interpretation="SS",
+            interpretation=layout.interpretation,
             bits_allocated=samples.dtype.itemsize * 8,
             data_length=samples.nbytes,
         )
+
+
+_BITS_ALLOCATED = {"SS": 16, "SL": 32}
 
 
 def _check_group(
@@ -70,11 +79,13 @@ def _check_group(
         raise ValidationFailed(
             f"group {number}: channels={channels} samples={samples} frequency={frequency:g}"
         )
-    if interpretation != "SS":
-        raise ValidationFailed(f"group {number}: sample interpretation is not SS")
-    if bits_allocated != 16:
-        raise ValidationFailed(f"group {number}: bits allocated is not 16")
-    expected = channels * samples * 2
+    bits = _BITS_ALLOCATED.get(interpretation)  # type: ignore[arg-type]
+    if bits is None:
+        raise ValidationFailed(f"group {number}: sample interpretation is not SS or SL")
+    if bits_allocated != bits:
+        raise ValidationFailed(f"group {number}: bits allocated is not {bits} "
+                               f"({interpretation})")
+    expected = channels * samples * bits // 8
     if data_length != expected:
         raise ValidationFailed(
             f"group {number}: WaveformData has {data_length} bytes, expected {expected}"

@@ -146,6 +146,8 @@ def config_from_args(args: argparse.Namespace):
             annotations=not args.no_annotations,
             acquisition_datetime=args.acquisition_datetime,
             verify_checksums=not args.no_checksum,
+            signal_classes=tuple(args.signal_class),
+            max_duration=args.max_duration,
         ),
         start_method=args.start_method,
         progress=False if args.no_progress else None,

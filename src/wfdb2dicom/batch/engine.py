@@ -40,6 +40,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from ..atomic import run_tag, sweep_temps, sync_directory, sync_file, sync_filesystem
+from ..errors import ConversionError
 from . import BatchError, RunStopped, outcomes
 from .ledger import Entry, Ledger, ledger_files, ledger_path
 from .outcomes import MISSING_METADATA, Result, internal_error
@@ -137,6 +138,10 @@ def check_config(config: BatchConfig) -> None:
         from ..uids import check_uid_root
 
         check_uid_root(config.options.uid_root)
+    try:
+        config.options.check()
+    except ConversionError as exc:
+        raise BatchError(str(exc)) from None
 
 
 def _same_file(a: Path, b: Path) -> bool:

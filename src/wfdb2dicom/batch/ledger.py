@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from . import BatchError, RunStopped
@@ -111,6 +111,64 @@ def _take_lock(path: Path) -> int | None:
     return fd
 
 
+def open_database(path: Path, lock_fd: int | None, schema: str, version: str,
+                  columns: dict[str, list[str]]) -> tuple[sqlite3.Connection, bool]:
+    """The SQLite file at ``path`` with ``schema`` (its tables' ``columns`` checked), under
+    SQLite's exclusive lock until closed, once :func:`_take_lock` gave ``lock_fd``; whether
+    it held anything. Shared by the batch's ledger and verify's."""
+    existed = path.exists() and path.stat().st_size > 0  # an empty file holds nothing
+    try:
+        db = sqlite3.connect(path, timeout=BUSY_SECONDS if lock_fd is not None else 0,
+                             isolation_level=None)
+    except sqlite3.Error as exc:
+        raise BatchError(f"cannot open ledger {path}: {exc}") from None
+    try:
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # the WAL synced at every commit
+        db.execute("BEGIN IMMEDIATE")  # takes the lock now, and keeps it until close
+        db.executescript(schema)  # executescript commits first; the lock stays (EXCLUSIVE)
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (version,))
+        found_version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+        for table, names in columns.items():
+            found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+            if found != names:
+                raise sqlite3.DatabaseError(
+                    f"table {table} has columns {', '.join(found) or 'none'}")
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise BatchError(
+                f"another run is using {path} (same --output_csv); let it finish or stop it"
+            ) from None
+        raise BatchError(f"cannot use ledger {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise _damaged(path, exc) from None
+    if found_version != version:
+        db.close()
+        raise BatchError(f"ledger {path} has schema {found_version}, this version writes "
+                         f"{version}; delete it to start the run over")
+    return db, existed
+
+
+def _transaction(db: sqlite3.Connection, path: Path, write: Callable[[], None]) -> None:
+    """``write`` as one transaction; SQLite's failures as one line (disk full, I/O error,
+    read-only: :class:`RunStopped`; a damaged file: :class:`BatchError`)."""
+    try:
+        db.execute("BEGIN")
+        write()
+        db.execute("COMMIT")
+    except BaseException as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.OperationalError):
+            raise RunStopped(path, exc) from None
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise _damaged(path, exc) from None
+        raise
+
+
 class Ledger:
     """An open ledger, locked for this run. Use :meth:`open` as a context manager."""
 
@@ -135,39 +193,7 @@ class Ledger:
 
     @classmethod
     def _open_locked(cls, path: Path, lock_fd: int | None) -> Ledger:
-        existed = path.exists() and path.stat().st_size > 0  # an empty file holds nothing
-        try:
-            db = sqlite3.connect(path, timeout=BUSY_SECONDS if lock_fd is not None else 0,
-                                 isolation_level=None)
-        except sqlite3.Error as exc:
-            raise BatchError(f"cannot open ledger {path}: {exc}") from None
-        try:
-            db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # the WAL synced at every commit
-            db.execute("BEGIN IMMEDIATE")  # takes the lock now, and keeps it until close
-            db.executescript(_SCHEMA)  # executescript commits first; the lock stays (EXCLUSIVE)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
-            for table, columns in COLUMNS.items():
-                found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
-                if found != columns:
-                    raise sqlite3.DatabaseError(
-                        f"table {table} has columns {', '.join(found) or 'none'}")
-        except sqlite3.OperationalError as exc:
-            db.close()
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise BatchError(
-                    f"another run is using {path} (same --output_csv); let it finish or stop it"
-                ) from None
-            raise BatchError(f"cannot use ledger {path}: {exc}") from None
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            raise _damaged(path, exc) from None
-        if version != SCHEMA_VERSION:
-            db.close()
-            raise BatchError(f"ledger {path} has schema {version}, this version writes "
-                             f"{SCHEMA_VERSION}; delete it to start the run over")
+        db, existed = open_database(path, lock_fd, _SCHEMA, SCHEMA_VERSION, COLUMNS)
         return cls(path, db, existed, lock_fd)
 
     def close(self) -> None:
@@ -252,8 +278,8 @@ class Ledger:
     ) -> None:
         """One checkpoint: results, the log text appended since the last one, its new size."""
         db = self._db
-        try:
-            db.execute("BEGIN")
+
+        def write() -> None:
             db.executemany(
                 "INSERT OR REPLACE INTO results (path, study_id, ok, error) VALUES (?, ?, ?, ?)",
                 entries,
@@ -269,15 +295,8 @@ class Ledger:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('state', ?)", (state,))
             if meta:
                 db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
-            db.execute("COMMIT")
-        except BaseException as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error, read-only
-                raise RunStopped(self.path, exc) from None
-            if isinstance(exc, sqlite3.DatabaseError):
-                raise _damaged(self.path, exc) from None
-            raise
+
+        _transaction(db, self.path, write)
 
     def set_meta(self, key: str, value: str) -> None:
         """Record a fact about the run (e.g. its ``wfdb_dir``, for ``wfdb2dicom verify``)."""
@@ -301,3 +320,95 @@ def recorded_meta(output_csv: str | os.PathLike[str], key: str) -> str | None:
     except sqlite3.Error:
         return None
     return row[0] if row else None
+
+
+VERIFIED_SUFFIX = ".verified.sqlite"
+VERIFIED_SCHEMA_VERSION = "1"
+
+VERIFIED_COLUMNS = {
+    "verified": ["dcm_path", "record_path", "ok", "problem", "object_stat", "source_stat"],
+    "meta": ["key", "value"],
+}
+
+_VERIFIED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS verified (
+    dcm_path TEXT PRIMARY KEY,
+    record_path TEXT NOT NULL,
+    ok INTEGER NOT NULL,
+    problem TEXT,
+    object_stat TEXT NOT NULL,
+    source_stat TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+Verified = tuple[str, str, int, "str | None", str, str]
+"""``(dcm_path, record_path, ok, problem, object_stat, source_stat)``: one ``verified`` row;
+the stats as :class:`~wfdb2dicom.verification.Signature` holds them."""
+
+
+def verified_path(output_csv: str | os.PathLike[str]) -> Path:
+    """``{output_csv}.verified.sqlite``: what ``wfdb2dicom verify`` has proven of a run."""
+    return Path(f"{os.fspath(output_csv)}{VERIFIED_SUFFIX}")
+
+
+class VerifyLedger:
+    """What verify proved, per object, with the sizes and times of the object and its
+    source files when they were read: the batch ledger's design (its lock file, SQLite's
+    exclusive lock, one transaction per checkpoint), so a killed verify resumes, and a re-run
+    re-reads only what changed."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, lock_fd: int | None) -> None:
+        self.path = path
+        self._db = db
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> VerifyLedger:
+        path = Path(path)
+        lock_fd = _take_lock(path)
+        try:
+            db, _ = open_database(path, lock_fd, _VERIFIED_SCHEMA, VERIFIED_SCHEMA_VERSION,
+                                  VERIFIED_COLUMNS)
+        except BaseException:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        return cls(path, db, lock_fd)
+
+    def close(self) -> None:
+        try:
+            self._db.close()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> VerifyLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def passed(self, dcm_paths: list[str]) -> dict[str, tuple[str, str, str]]:
+        """``dcm_path -> (record_path, object_stat, source_stat)`` of each of ``dcm_paths``
+        that passed when last verified."""
+        found: dict[str, tuple[str, str, str]] = {}
+        for start in range(0, len(dcm_paths), 500):  # under SQLite's limit on parameters
+            part = dcm_paths[start:start + 500]
+            query = ("SELECT dcm_path, record_path, object_stat, source_stat FROM verified "
+                     f"WHERE ok=1 AND dcm_path IN ({','.join('?' * len(part))})")
+            try:
+                for dcm_path, *facts in self._db.execute(query, part):
+                    found[dcm_path] = tuple(facts)  # type: ignore[assignment]
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
+        return found
+
+    def commit(self, rows: Iterable[Verified]) -> None:
+        """One checkpoint: these verdicts, in one transaction."""
+        def write() -> None:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO verified VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+        _transaction(self._db, self.path, write)

@@ -22,7 +22,9 @@ Workers and the task runner are module-level and picklable, so this works under
 ``task[0]`` being a unique integer id; ``runner(task)`` returns ``(status, error)``. A
 runner may instead take a whole chunk, ``runner.run_chunk(chunk, mark)`` returning
 ``(task_id, status, error)`` per task, calling ``mark(task_id)`` whenever it turns to a
-task, so the slot still names the task a hang or crash belongs to.
+task, so the slot still names the task a hang or crash belongs to. A result may carry more
+values after ``error`` (``wfdb2dicom verify``'s file stats); the pool passes them through,
+and settles a hung or dead worker's task with the three values alone.
 """
 
 from __future__ import annotations

@@ -41,15 +41,29 @@ class OptionValues:
     annotations: bool = True
     acquisition_datetime: dt.datetime | None = None
     verify_checksums: bool = True
+    signal_classes: tuple[str, ...] = ()
+    """``--signal-class NAME=CLASS`` as given (checked by :meth:`check`)."""
+    max_duration: float | None = None
+
+    def check(self) -> None:
+        """Refuse a bad ``--signal-class`` before any work (ConversionError)."""
+        from ..signal_classes import parse_override
+
+        for text in self.signal_classes:
+            parse_override(text)
 
     def build(self) -> Any:
         from ..builder import ConversionOptions
+        from ..signal_classes import parse_override
 
         return ConversionOptions(
             uid_root=self.uid_root,
             annotations=self.annotations,
             acquisition_datetime=self.acquisition_datetime,
             verify_checksums=self.verify_checksums,
+            signal_classes=tuple(sorted(dict(map(parse_override, self.signal_classes))
+                                        .items())),
+            max_duration=self.max_duration,
         )
 
 
@@ -147,14 +161,19 @@ class TaskRunner:
         the group (samples included) alive until the garbage collector came by; here it dies
         with this call.
         """
-        parts, converted[index] = converted[index], None
-        if isinstance(parts, Exception):
-            return FAILED, describe_failure(parts)
+        result, converted[index] = converted[index], None
+        if isinstance(result, Exception):
+            return FAILED, describe_failure(result)
+        if result.several:  # the batch's manifest of objects is not there yet (issue 14)
+            return FAILED, ("SeveralObjects: the record makes several DICOM objects (one per "
+                            "IOD, segment or part); the batch writes one object per row for "
+                            "now: convert RECORD -o DIR/ writes them all")
         try:
-            if self._layout_writes:
-                self.layout.write(rel, parts, self.run_tag)
+            if self._layout_writes:  # objects in object storage (batch/remote.py)
+                self.layout.write(rel, result.single_parts(), self.run_tag)
             else:
-                self._write(self.layout.output(rel), parts, tag=self.run_tag)  # makes its dir
+                self._write(self.layout.output(rel), result.single_parts(),
+                            tag=self.run_tag)  # makes its directory
         except Exception as exc:
             return FAILED, describe_failure(exc)
         return DONE, None
