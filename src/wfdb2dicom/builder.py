@@ -17,8 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import NamedTuple
@@ -43,6 +41,7 @@ from .object_plan import (
 )
 from .record import Channel, EcgRecord, MultiplexGroup, RecordSegment
 from .signal_classes import SignalClass, channel_source, classify, units_code
+from .sources.header import with_header
 from .uids import derive_uid
 from .vr import checked_date, checked_text, encoded_length
 
@@ -70,8 +69,12 @@ HD_BODY_PART = "HEART"
 STUDY_ID_MAX = 16
 """Study ID is SH: a longer study key goes in Study Description (LO, 64) instead."""
 
-_SEX_RE = re.compile(r"\bsex>?\s*:\s*(male|female|m|f)\b", re.IGNORECASE)
-_AGE_RE = re.compile(r"\bage>?\s*:\s*(\d{1,3})\b", re.IGNORECASE)
+OLDEST_AGE = 90
+"""Ages from 90 up are written ``090Y``: HIPAA's "90 or older" (PTB-XL's de-identification
+puts them at 300; any source's 90+ is written alike)."""
+
+FINDING = ("121071", "DCM", "Finding")
+"""Concept Name of a coded statement (its Concept Code: the finding, e.g. SNOMED CT)."""
 
 
 @dataclass(frozen=True)
@@ -347,6 +350,7 @@ def plan_record(
                 if layout.left_out else ())
     if not layout.objects:
         return RecordPlan((), left_out)
+    metadata = with_header(metadata, record.comments)  # the table's values win
     key = normalise_study_id(study_id or (metadata.study_id if metadata else None) or record.name)
     moment = acquisition_time(record, metadata, options)
     study_start = segment_start = moment
@@ -358,14 +362,19 @@ def plan_record(
             segment_start = moment + offset
     # Values are decided in module order (which problem is reported first stays stable).
     patient_id = _patient_id(record, metadata, options)
-    sex, age = _patient_sex(record.comments), _patient_age(record.comments)
+    sex, age = _patient_sex(metadata), _patient_age(metadata)
     study_number, study_description = study_id_fields(key)
     station = (checked_text(metadata.cart_id, "SH", "Station Name", "cart_id")
                if metadata and metadata.cart_id else None)
+    model = (checked_text(metadata.device, "LO", "Manufacturer's Model Name", "device")
+             if metadata and metadata.device else None)
     filters = _filter_texts(metadata)
     study_uid = study_uid or derive_uid("study", key, options.uid_root)
     common = _CommonValues(key, options.uid_root, study_start, study_uid, station,
-                           study_description, patient_id, sex, age, study_number)
+                           study_description, patient_id, sex, age, study_number, model,
+                           _size_weight(metadata),
+                           # a segment's objects are told apart by their segment
+                           instance_key(key, record.name) if segment is None else key)
     objects = []
     for spec in layout.objects:
         first_ecg = spec.signal_class is SignalClass.ECG and index == 1
@@ -413,6 +422,12 @@ class _CommonValues(NamedTuple):
     sex: str
     age: str | None
     study_number: str
+    model: str | None
+    """Manufacturer's Model Name (the source's device)."""
+    size_weight: tuple[str | None, str | None]
+    """Patient's Size (m) and Weight (kg) as DS, when known."""
+    instance_key: str
+    """What SOP Instance UIDs derive from (see :func:`instance_key`)."""
 
 
 def _object_plan(iod: WaveformIod, common: _CommonValues, start: dt.datetime, segment: int,
@@ -422,9 +437,10 @@ def _object_plan(iod: WaveformIod, common: _CommonValues, start: dt.datetime, se
     """One object's attributes, listed in tag order (the fast encoder's contract)."""
     key, root = common.key, common.uid_root
     if old_uids:  # MIMIC-IV-ECG's one object keeps the UIDs it always had
-        sop_uid = derive_uid("instance", key, root)
+        sop_uid = derive_uid("instance", common.instance_key, root)
     else:
-        sop_uid = derive_uid(f"instance/{iod.key}/s{segment}/p{part}", key, root)
+        sop_uid = derive_uid(f"instance/{iod.key}/s{segment}/p{part}", common.instance_key,
+                             root)
     if series_uid is None:
         series_uid = derive_uid("series" if iod.series_number == 1 else f"series/{iod.key}",
                                 key, root)
@@ -451,6 +467,8 @@ def _object_plan(iod: WaveformIod, common: _CommonValues, start: dt.datetime, se
         attributes.append(("StationName", common.station))
     if common.study_description is not None:
         attributes.append(("StudyDescription", common.study_description))
+    if common.model is not None:
+        attributes.append(("ManufacturerModelName", common.model))
     attributes += [
         ("PatientName", ""),  # Patient
         ("PatientID", common.patient_id),
@@ -458,7 +476,12 @@ def _object_plan(iod: WaveformIod, common: _CommonValues, start: dt.datetime, se
         ("PatientSex", common.sex),
     ]
     if common.age:
-        attributes.append(("PatientAge", common.age))
+        attributes.append(("PatientAge", common.age))  # Patient Study
+    size, weight = common.size_weight
+    if size is not None:
+        attributes.append(("PatientSize", size))
+    if weight is not None:
+        attributes.append(("PatientWeight", weight))
     if iod.modality == "HD":
         # General Series: Laterality is Type 2C, for a paired body part; naming the part
         # (the circulation, unpaired) is how dciodvfy knows it must be absent.
@@ -580,18 +603,32 @@ def _patient_id(
     return checked_text(record.name, "LO", "Patient ID", "record name")
 
 
-def _patient_sex(comments: Sequence[str]) -> str:
-    for comment in comments:
-        if match := _SEX_RE.search(comment):
-            return match.group(1)[0].upper()
-    return ""
+def instance_key(study_key: str, record_name: str) -> str:
+    """The name SOP Instance UIDs derive from: the study key, with the record's name when it
+    differs (PTB-XL's ``00001_hr`` and ``00001_lr`` are two objects of study 1). MIMIC-IV-ECG
+    names each record by its study_id, so its UIDs are what they always were."""
+    return study_key if record_name == study_key else f"{study_key}/{record_name}"
 
 
-def _patient_age(comments: Sequence[str]) -> str | None:
-    for comment in comments:
-        if match := _AGE_RE.search(comment):
-            return f"{int(match.group(1)):03d}Y"
-    return None
+def _patient_sex(metadata: StudyMetadata | None) -> str:
+    return (metadata.patient_sex or "") if metadata else ""
+
+
+def _patient_age(metadata: StudyMetadata | None) -> str | None:
+    """Patient's Age (AS) in years; 90 and older as ``090Y`` (see :data:`OLDEST_AGE`)."""
+    if metadata is None or metadata.patient_age is None:
+        return None
+    return f"{min(metadata.patient_age, OLDEST_AGE):03d}Y"
+
+
+_NO_SIZE_WEIGHT: tuple[str | None, str | None] = (None, None)
+
+
+def _size_weight(metadata: StudyMetadata | None) -> tuple[str | None, str | None]:
+    if metadata is None or not (metadata.patient_size_m or metadata.patient_weight_kg):
+        return _NO_SIZE_WEIGHT
+    return (ds_text(metadata.patient_size_m) if metadata.patient_size_m else None,
+            ds_text(metadata.patient_weight_kg) if metadata.patient_weight_kg else None)
 
 
 @identity_cache()
@@ -683,13 +720,16 @@ def derived_measurements(metadata: StudyMetadata) -> dict[str, float]:
 
 
 def annotation_items(metadata: StudyMetadata) -> tuple[AnnotationItem, ...]:
-    """Waveform Annotation items: machine measurements, then the report statements.
+    """Waveform Annotation items: machine measurements, coded statements, then the
+    statements in text.
 
     Items come from caches (a measurement's value and a study's set of statements repeat
     across MIMIC-IV-ECG), so equal items are shared objects and cheap to encode.
     """
     items = [_measurement_item(name, value)
              for name, value in derived_measurements(metadata).items()]
+    if metadata.coded_statements:
+        items += _coded_items(metadata.coded_statements)
     if metadata.reports:
         items += _statement_items(metadata.reports)
     return tuple(items)
@@ -708,3 +748,14 @@ def _statement_items(reports: tuple[str, ...]) -> tuple[AnnotationItem, ...]:
     statements = (checked_text(statement, "ST", "Unformatted Text Value", "report statement")
                   for statement in reports)
     return tuple(AnnotationItem(text=text) for text in statements if text.strip())
+
+
+@lru_cache(maxsize=4096)
+def _coded_items(codes: tuple[tuple[str, str, str], ...]) -> tuple[AnnotationItem, ...]:
+    """One item per coded statement: Concept Name "Finding", Concept Code the finding."""
+    return tuple(
+        AnnotationItem(concept=FINDING, code=(
+            checked_text(value, "SH", "Code Value", "statement code"),
+            scheme,
+            checked_text(meaning, "LO", "Code Meaning", "statement meaning")))
+        for value, scheme, meaning in codes)

@@ -17,7 +17,8 @@ from .errors import ConversionError, ExitStatus, Terminated, one_line, raise_on_
 COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("wfdb2dicom.commands", "convert one WFDB record to a DICOM ECG object"),
     "validate": ("wfdb2dicom.commands",
-                 "check DICOM ECG objects (integrity check, and dciodvfy when installed)"),
+                 "check DICOM waveform objects (integrity, IOD constraints, dciodvfy when "
+                 "installed)"),
     "demo": ("wfdb2dicom.commands",
              "make a small MIMIC-IV-ECG-shaped sample corpus and convert it"),
     "batch": ("wfdb2dicom.batch.cli",

@@ -20,9 +20,18 @@ def iso_datetime(text: str) -> dt.datetime:
         ) from None
 
 
+METADATA_FORMATS = ("auto", "mimic", "ptbxl")
+"""``--metadata-format`` values: ``auto`` tells the source by the table's columns (the names
+of :mod:`wfdb2dicom.sources`; kept here as text so that parsing imports nothing)."""
+
+
 def add_conversion_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The options of the core conversion; returns their group for callers to extend."""
     group = parser.add_argument_group("conversion")
+    group.add_argument("--metadata-format", choices=METADATA_FORMATS, default="auto",
+                       help="what the metadata table is: MIMIC-IV-ECG's machine_measurements "
+                       "(key study_id) or PTB-XL's ptbxl_database.csv (key ecg_id); default: "
+                       "told by its columns")
     group.add_argument("--uid-root", metavar="ROOT",
                        help="derive UIDs under this root (default: UUID-derived 2.25.)")
     group.add_argument("--no-annotations", action="store_true",

@@ -45,13 +45,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          "(existing, or a path ending in /) for every object; either may be "
                          "an s3:// or gs:// URL")
     convert.add_argument("--metadata", metavar="FILE",
-                         help="machine_measurements.csv as published, Parquet, or the seed's "
-                         "pickle (a path or a URL)")
+                         help="the study's metadata table: MIMIC-IV-ECG's "
+                         "machine_measurements.csv or PTB-XL's ptbxl_database.csv as "
+                         "published, the same as Parquet, or the seed's pickle (a path or a URL)")
+
     convert.add_argument("--anon", action="store_true",
                          help="read s3:// and gs:// URLs without credentials (public buckets)")
     convert.add_argument("--study-id", metavar="ID",
-                         help="study_id to look up and to derive UIDs from (default: the "
-                         "record name)")
+                         help="study key to look up and to derive UIDs from (MIMIC's "
+                         "study_id, PTB-XL's ecg_id; default: the record name)")
     convert.add_argument("--patient-id", metavar="ID",
                          help="Patient ID when the metadata gives no subject_id (default: the "
                          "record name)")
@@ -60,10 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     validate = subparsers.add_parser(
         "validate",
-        help="check DICOM ECG objects (integrity check, and dciodvfy when installed)",
-        description="Run the quick integrity check on each file, and dciodvfy (dicom3tools) "
-        "when it is installed. Exit 0 when every file passes with no dciodvfy error or "
-        "warning, 1 otherwise.",
+        help="check DICOM waveform objects (integrity, IOD constraints, dciodvfy when "
+        "installed)",
+        description="Check each file: the quick integrity check, the content constraints of "
+        "its IOD (PS3.3 A.34), and dciodvfy (dicom3tools) when it is installed; for the IODs "
+        "dciodvfy does not know (Arterial Pulse, Respiratory, Multi-channel Respiratory, "
+        "General 32-bit ECG) dciodvfy checks a copy re-labelled as Hemodynamic. Exit 0 when "
+        "every file passes with no error or warning, 1 otherwise.",
     )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     validate.add_argument("--no-dciodvfy", action="store_true", help="skip dciodvfy")
@@ -81,6 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="where to write the corpus and the output (default: "
                       "./wfdb2dicom-demo)")
     demo.add_argument("-n", "--records", type=int, default=24, help="good records (default 24)")
+    demo.add_argument("--dataset", choices=("mimic", "ptbxl"), default="mimic",
+                      help="the corpus's shape: MIMIC-IV-ECG (default) or PTB-XL (records500/, "
+                      "records100/ and ptbxl_database.csv, which is both the input list and "
+                      "the metadata)")
     demo.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU "
                       "count)")
     demo.set_defaults(handler=run_demo)
@@ -146,7 +155,7 @@ def _convert_local(args: argparse.Namespace, *, quiet: bool = False) -> list[str
     if args.metadata:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            table = MetadataTable.load(args.metadata)
+            table = MetadataTable.load(args.metadata, args.metadata_format)
         for warning in caught:
             print(f"wfdb2dicom convert: warning: {warning.message}", file=sys.stderr)
     # No timeout guards a single conversion: what is not a regular file (a FIFO would block
@@ -165,24 +174,28 @@ def _convert_local(args: argparse.Namespace, *, quiet: bool = False) -> list[str
 def run_validate(args: argparse.Namespace) -> int:
     import pydicom
 
-    from .validate import dciodvfy_path, quick_check, run_dciodvfy
+    from .validate import dciodvfy_conformance, dciodvfy_path, iod_problems, quick_check
 
     use_dciodvfy = not args.no_dciodvfy and dciodvfy_path() is not None
     if not args.no_dciodvfy and not use_dciodvfy:
-        print("note: dciodvfy not installed (apt-get install dicom3tools); integrity check only",
-              file=sys.stderr)
+        print("note: dciodvfy not installed (apt-get install dicom3tools); integrity and IOD "
+              "checks only", file=sys.stderr)
     failures = 0
     for path in args.files:
         try:
             ds = pydicom.dcmread(path)
             quick_check(ds)
+            problems = iod_problems(ds)
+            if problems:
+                raise ConversionError(f"{len(problems)} IOD constraint(s) broken; first: "
+                                      f"{problems[0]}")
             if use_dciodvfy:
-                report = run_dciodvfy(path)
+                report = dciodvfy_conformance(path)
                 if not report.clean:
-                    problems = report.errors + report.warnings
+                    found = report.errors + report.warnings
                     raise ConversionError(
                         f"dciodvfy: {len(report.errors)} errors, {len(report.warnings)} "
-                        f"warnings; first: {problems[0]}"
+                        f"warnings; first: {found[0]}"
                     )
         except ConversionError as exc:
             failures += 1
@@ -200,6 +213,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from .synthetic import generate_corpus
 
     root = args.dir
+    if args.dataset == "ptbxl":
+        return _run_ptbxl_demo(root, args)
     corpus = generate_corpus(root / "mimic-iv-ecg", args.records)
     print(f"wrote {len(corpus.good)} records and {len(corpus.broken)} broken ones under "
           f"{corpus.root}")
@@ -216,3 +231,26 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"demo: {summary.failed} of {summary.rows} rows failed; {expected_failures} records "
           "were made broken on purpose (their one-line reasons are in the error log)")
     return 0 if summary.failed == expected_failures else 1
+
+
+def _run_ptbxl_demo(root: Path, args: argparse.Namespace) -> int:
+    """The PTB-XL demo: its own table is the batch's input list and its metadata."""
+    from .batch.engine import BatchConfig, run_batch
+    from .synthetic import generate_ptbxl_corpus
+
+    corpus = generate_ptbxl_corpus(root / "ptb-xl", args.records)
+    assert corpus.table_csv is not None
+    print(f"wrote {len(corpus.records)} records ({args.records} ECGs at 500 and 100 Hz) "
+          f"under {corpus.root}")
+    summary = run_batch(BatchConfig(
+        input_csv=corpus.table_csv,
+        output_csv=root / "ptbxl_database.with_dcm.csv",
+        wfdb_dir=corpus.root,
+        dcm_dir=root / "dicom",
+        metadata=corpus.table_csv,
+        study_id_col="ecg_id",
+        path_col="filename_hr",
+        **({"workers": args.workers} if args.workers else {}),
+    ))
+    print(f"demo: {summary.failed} of {summary.rows} rows failed")
+    return 0 if summary.failed == 0 else 1

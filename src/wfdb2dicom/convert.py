@@ -52,6 +52,18 @@ def resolve_metadata(
     return metadata
 
 
+def study_key(study_id: str | None, record_name: str,
+              metadata: StudyMetadata | MetadataTable | None) -> str:
+    """The study key: ``study_id`` when given, else what the table's source makes of the
+    record name (PTB-XL: ``00001_hr`` -> ``1``, its ecg_id), else the record name (MIMIC-IV-ECG
+    names records by study_id)."""
+    if study_id:
+        return normalise_study_id(study_id)
+    if isinstance(metadata, MetadataTable):
+        return normalise_study_id(metadata.source.key_from_record_name(record_name))
+    return normalise_study_id(record_name)
+
+
 def record_to_dataset(
     record_path: str | Path,
     metadata: StudyMetadata | MetadataTable | None = None,
@@ -74,7 +86,7 @@ def record_to_dataset(
         raise SeveralObjects("a multi-segment record makes one DICOM object per segment; "
                              "give a directory: convert RECORD -o DIR/")
     record = first.record
-    key = normalise_study_id(study_id or record.name)
+    key = study_key(study_id, record.name, metadata)
     return build_dataset(
         record,
         resolve_metadata(metadata, key),
@@ -250,9 +262,11 @@ def _plan_segment(job: Job, segment: RecordSegment, options: ConversionOptions,
                   only_segment: bool) -> RecordPlan:
     _, metadata, study_id = job
     record = segment.record
-    key = normalise_study_id(study_id or record.name)
+    key = study_key(study_id, record.name, metadata)
+    # A record of one segment (index 1, at frame 0) is planned as a record on its own: the
+    # same plan, and its SOP Instance UID tells it from another record of the study.
     plan = plan_record(record, resolve_metadata(metadata, key), study_id=key,
-                       options=options, segment=segment)
+                       options=options, segment=None if only_segment else segment)
     return require_objects(plan) if only_segment else plan
 
 

@@ -161,6 +161,8 @@ def _annotation_item_bytes(annotation: AnnotationItem) -> bytes:
     item, so it comes last: everything before it is the same for every item of a concept and
     is encoded once by pydicom; tests prove the result identical to pydicom's whole item.
     """
+    if annotation.code is not None:  # a coded statement: few distinct, encoded whole
+        return _item(_pydicom_element_bytes(annotation_item(annotation)))
     if annotation.concept is not None:
         prefix = _item_prefix(annotation._replace(numeric_value="0"), NUMERIC_VALUE_TAG, "DS")
         return _item(prefix + encode_text_element(NUMERIC_VALUE_TAG, "DS",

@@ -348,9 +348,18 @@ def _parse_record_line(
             raise RecordError(f"{source}: negative sample count {n_samples}")
         if n_samples == 0:
             n_samples = None
+    if len(fields) > 4 and _CHALLENGE_DATE_RE.match(fields[4]):
+        return name, n_signals, fs, n_samples, None, None  # see _CHALLENGE_DATE_RE
     base_time = _parse_time(fields[4], source) if len(fields) > 4 else None
     base_date = _parse_date(fields[5], source) if len(fields) > 5 else None
     return name, n_signals, fs, n_samples, base_time, base_date
+
+
+_CHALLENGE_DATE_RE = re.compile(r"^\d{1,2}-[A-Za-z]{3}-\d{4}$")
+"""``05-Feb-2020 11:39:16``: the PhysioNet/CinC Challenge 2020-2021 headers' record lines end
+with a date in a form WFDB does not define, where the base time belongs (wfdb-python reads
+it as 00:00:05). Such a line is accepted, and its date is not taken for the acquisition
+time: the time comes from a table or ``--acquisition-datetime``."""
 
 
 def _valid_record_name(name: str) -> bool:

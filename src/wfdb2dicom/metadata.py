@@ -1,7 +1,10 @@
-"""MIMIC-IV-ECG metadata (``machine_measurements.csv``) indexed by normalised study_id.
+"""Study metadata tables (MIMIC-IV-ECG's ``machine_measurements.csv``, PTB-XL's
+``ptbxl_database.csv``) indexed by their normalised study key.
 
-Accepts the table exactly as PhysioNet publishes it (CSV), the same table as Parquet, or the
-seed's preprocessed pickle. The table is streamed in and held as Arrow record batches in
+What a table's columns mean is its source's business (:mod:`wfdb2dicom.sources`); this module
+holds what every source gives (:class:`StudyMetadata`) and the table itself. Accepts a table
+exactly as PhysioNet publishes it (CSV), the same table as Parquet, or the seed's preprocessed
+pickle. The table is streamed in and held as Arrow record batches in
 their most compact form (see :class:`MetadataTable`), with a sorted key index when every
 study_id is numeric, so 800,000 rows cost a fraction of the file's size and a lookup is a
 binary search.
@@ -19,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -28,6 +31,8 @@ from .errors import ConversionError, MetadataError
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+
+    from .sources import MetadataSource
 
 MISSING_MEASUREMENT = 29999.0
 """MIMIC-IV-ECG's marker for a measurement the cart did not make."""
@@ -49,7 +54,6 @@ COLUMNS = (
     "lowpassfilter", "highpassfilter", *REPORT_COLUMNS, *MEASUREMENT_COLUMNS,
 )
 """The columns we use, in the order of a row's values (:data:`RowValues`)."""
-_USED_COLUMNS = frozenset(COLUMNS)
 BATCH_ROWS = 65536
 """Rows per batch of the table as held: each batch has its own dictionaries (see _compact)."""
 READ_BLOCK_BYTES = 1 << 19
@@ -76,9 +80,18 @@ def normalise_study_id(value: object) -> str:
     return text
 
 
+class Code(NamedTuple):
+    """A coded concept: Code Value, Coding Scheme Designator, Code Meaning."""
+
+    value: str
+    scheme: str
+    meaning: str
+
+
 @dataclass(frozen=True)
 class StudyMetadata:
-    """What the tables say about one study, in the units DICOM wants."""
+    """What a source (a table row, a header's comments) says about one study, in the units
+    DICOM wants: the one shape every source is mapped to, and the builder maps from."""
 
     study_id: str
     subject_id: str | None = None
@@ -92,6 +105,17 @@ class StudyMetadata:
     notch_hz: float | None = None
     measurements: Mapping[str, float] = field(default_factory=dict)
     """Measurements present in the row (29999 dropped): intervals in ms, axes in degrees."""
+    patient_age: int | None = None
+    """Age in whole years as the source gives it (PTB-XL's 300 means 90 or older)."""
+    patient_sex: str | None = None
+    """``M``, ``F`` or ``O``: DICOM's Patient's Sex."""
+    patient_size_m: float | None = None
+    patient_weight_kg: float | None = None
+    device: str | None = None
+    """Model of the recording device (Manufacturer's Model Name)."""
+    coded_statements: tuple[Code, ...] = ()
+    """Coded interpretation statements (the Challenge's SNOMED CT Dx), before ``reports``,
+    which are the statements in free text."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StudyMetadata:
@@ -163,7 +187,8 @@ def _number(text: str | None) -> float | None:
 
 
 class MetadataTable:
-    """Rows of machine_measurements (or the seed's df_info) looked up by study_id.
+    """Rows of a source's table (machine_measurements, the seed's df_info, PTB-XL's
+    ptbxl_database) looked up by the study key; ``source`` says what the columns mean.
 
     Held as the record batches the table was read in, each cleaned and made compact as it
     arrives (see :func:`_compact`): a column empty throughout a batch costs nothing there,
@@ -171,16 +196,20 @@ class MetadataTable:
     Batches may therefore differ in their columns' types; lookups take within a batch.
     """
 
-    def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
+    def __init__(self, batches: Iterable[pa.RecordBatch],
+                 source: MetadataSource | None = None) -> None:
         """From the table's batches as read: consecutive ones are cleaned and compacted
-        together, :data:`BATCH_ROWS` rows at a time."""
+        together, :data:`BATCH_ROWS` rows at a time. ``source``: MIMIC-IV-ECG's by default."""
+        if source is None:
+            from .sources.mimic import MIMIC_IV_ECG as source
+        self.source: MetadataSource = source
         self._batches: list[pa.RecordBatch] = []
         self._fields: list[list[int]] = []
-        """Per batch: the :data:`COLUMNS` index of each of its columns."""
+        """Per batch: the index in ``source.columns`` of each of its columns."""
         key_parts: list[np.ndarray] | None = []
         n_rows = 0
         for group in _groups(batches, BATCH_ROWS):
-            prepared, fields = _prepare(group)
+            prepared, fields = _prepare(group, source.columns)
             del group  # the texts as read: freed before the next group is read
             if key_parts is not None:
                 ints = _integer_keys(prepared.column(0))
@@ -206,11 +235,13 @@ class MetadataTable:
                     self._dict_keys.setdefault(key, index)
 
     @classmethod
-    def from_table(cls, table: pa.Table) -> MetadataTable:
-        """From a whole Arrow table (any column types; only :data:`COLUMNS` are kept)."""
-        if "study_id" not in table.column_names:
-            raise ConversionError("metadata table has no study_id column")
-        return cls(table.to_batches(max_chunksize=BATCH_ROWS))
+    def from_table(cls, table: pa.Table, metadata_format: str | None = None) -> MetadataTable:
+        """From a whole Arrow table (any column types; only its source's columns are kept).
+        ``metadata_format`` names the source; by default it is told by the columns."""
+        from .sources import detect_source
+
+        source = detect_source(table.column_names, metadata_format)
+        return cls(table.to_batches(max_chunksize=BATCH_ROWS), source)
 
     def __len__(self) -> int:
         return self._n_rows
@@ -221,19 +252,27 @@ class MetadataTable:
         return sum(batch.nbytes for batch in self._batches)
 
     @classmethod
-    def load(cls, path: str | Path) -> MetadataTable:
-        """Load CSV (as published), Parquet, or the seed's pickle (with a warning)."""
+    def load(cls, path: str | Path, metadata_format: str | None = None) -> MetadataTable:
+        """Load CSV (as published), Parquet, or the seed's pickle (with a warning).
+
+        ``metadata_format`` (``mimic``, ``ptbxl``; None or ``auto``: told by the columns)
+        names the source whose columns are read.
+        """
+        from .sources import detect_source, table_columns
+
         path = Path(path)
         if not path.is_file():
             raise ConversionError(f"metadata file not found: {path}")
         suffix = path.suffix.lower()
         try:
             if suffix in (".pkl", ".pickle"):
-                return cls.from_dataframe(_load_pickle(path))
+                return cls.from_dataframe(_load_pickle(path), metadata_format)
+            source = detect_source(table_columns(path) or [], metadata_format,
+                                   f"metadata {path.name}")
             with _loading_memory():
                 if suffix in (".parquet", ".pq"):
-                    return cls(_parquet_batches(path))
-                return cls(_csv_batches(path))
+                    return cls(_parquet_batches(path, source.columns), source)
+                return cls(_csv_batches(path, source.columns), source)
         except ConversionError:
             raise
         except Exception as exc:  # pyarrow/pandas raise many types for malformed files
@@ -242,17 +281,18 @@ class MetadataTable:
             ) from None
 
     @classmethod
-    def from_dataframe(cls, frame: pd.DataFrame) -> MetadataTable:
+    def from_dataframe(cls, frame: pd.DataFrame,
+                       metadata_format: str | None = None) -> MetadataTable:
         """From a pandas DataFrame such as the seed's ``df_info``."""
         import pyarrow as pa
 
-        frame = frame.reset_index(drop="study_id" in frame.columns)
+        frame = frame.reset_index(drop=bool({"study_id", "ecg_id"} & set(frame.columns)))
         converted = {}
         for name in frame.columns:
             column = frame[name]
             values = [None if _is_missing(v) else _as_text(v) for v in column.tolist()]
             converted[str(name)] = pa.array(values, type=pa.string())
-        return cls.from_table(pa.table(converted))
+        return cls.from_table(pa.table(converted), metadata_format)
 
     def _row_positions(self, study_ids: Sequence[str]) -> np.ndarray:
         """Row of each study_id in the table (-1 if absent); one binary search for all."""
@@ -285,11 +325,11 @@ class MetadataTable:
 
     def get_many(self, study_ids: Sequence[str]) -> list[StudyMetadata | None]:
         """Bulk lookup; see :meth:`raw_rows`."""
-        return [None if raw is None else StudyMetadata.from_values(raw)
-                for raw in self.raw_rows(study_ids)]
+        from_values = self.source.from_values
+        return [None if raw is None else from_values(raw) for raw in self.raw_rows(study_ids)]
 
     def raw_rows(self, study_ids: Sequence[str]) -> list[RowValues | None]:
-        """Each study's row as :data:`RowValues`, or None.
+        """Each study's row as :data:`RowValues` (in ``source.columns`` order), or None.
 
         What the batch parent sends to workers with each chunk: one ``take`` and one
         conversion per column for the whole chunk, rows made by ``zip`` (no Python code per
@@ -314,7 +354,7 @@ class MetadataTable:
             local = positions(found[selected] - self._batch_starts[batch_index])
             taken = self._batches[batch_index].take(local)
             nothing = [None] * len(local)
-            columns = [nothing] * len(COLUMNS)
+            columns = [nothing] * len(self.source.columns)
             for index, column in zip(self._fields[batch_index], taken.columns, strict=True):
                 if column.null_count < len(column):
                     if pa.types.is_dictionary(column.type):  # decoded: 10x faster to_pylist
@@ -364,9 +404,10 @@ def _groups(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[list[pa.Re
         yield group
 
 
-def _prepare(group: list[pa.RecordBatch]) -> tuple[pa.RecordBatch, list[int]]:
-    """A group of batches as one: the columns we use, cleaned and compact, and their
-    :data:`COLUMNS` indices.
+def _prepare(group: list[pa.RecordBatch],
+             used: tuple[str, ...]) -> tuple[pa.RecordBatch, list[int]]:
+    """A group of batches as one: the ``used`` columns (the key first) it has, cleaned and
+    compact, and their indices in ``used``.
 
     Cleaning (strings, stripped, empty -> null) is done here, once and vectorised, rather
     than per lookup: the batch parent that looks rows up shares the CPU with the workers.
@@ -381,13 +422,13 @@ def _prepare(group: list[pa.RecordBatch]) -> tuple[pa.RecordBatch, list[int]]:
     arrays, fields = [], []
     names = group[0].schema.names
     empty, null = text_scalar(""), text_scalar(None)
-    for index, name in enumerate(COLUMNS):
+    for index, name in enumerate(used):
         if name not in names:
             continue
         column = pa.concat_arrays([batch.column(name).cast(pa.string()) for batch in group])
         column = pc.utf8_trim_whitespace(column)
         column = pc.if_else(pc.equal(column, empty), null, column)
-        if index == 0:  # study_id: the lookup key, kept whole and plain
+        if index == 0:  # the study key: kept whole and plain
             arrays.append(column)
         elif column.null_count == len(column):
             continue
@@ -395,8 +436,8 @@ def _prepare(group: list[pa.RecordBatch]) -> tuple[pa.RecordBatch, list[int]]:
             arrays.append(_compact(column))
         fields.append(index)
     if not fields or fields[0] != 0:
-        raise ConversionError("metadata table has no study_id column")
-    return pa.RecordBatch.from_arrays(arrays, [COLUMNS[i] for i in fields]), fields
+        raise ConversionError(f"metadata table has no {used[0]} column")
+    return pa.RecordBatch.from_arrays(arrays, [used[i] for i in fields]), fields
 
 
 def _compact(column: pa.Array) -> pa.Array:
@@ -475,9 +516,9 @@ def _as_text(value: object) -> str:
     return str(value)
 
 
-def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """The CSV's columns we use, as strings, streamed: reading the whole file at once keeps
-    its buffers alive beside the table (hundreds of MB for all of MIMIC-IV-ECG)."""
+def _csv_batches(path: Path, columns: tuple[str, ...] = COLUMNS) -> Iterator[pa.RecordBatch]:
+    """The CSV's ``columns`` (key first), as strings, streamed: reading the whole file at
+    once keeps its buffers alive beside the table (hundreds of MB for MIMIC-IV-ECG)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -485,9 +526,9 @@ def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
         names = next(csv.reader(handle), None)
     if not names:
         raise ConversionError(f"metadata {path.name} is empty")
-    used = [name for name in names if name in _USED_COLUMNS]
-    if "study_id" not in used:
-        raise ConversionError(f"metadata {path.name} has no study_id column")
+    used = [name for name in names if name in columns]
+    if columns[0] not in used:
+        raise ConversionError(f"metadata {path.name} has no {columns[0]} column")
     reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(block_size=READ_BLOCK_BYTES, use_threads=False),
@@ -501,14 +542,15 @@ def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
     yield from reader
 
 
-def _parquet_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """The Parquet file's columns we use, streamed a batch at a time."""
+def _parquet_batches(path: Path,
+                     columns: tuple[str, ...] = COLUMNS) -> Iterator[pa.RecordBatch]:
+    """The Parquet file's ``columns`` (key first), streamed a batch at a time."""
     import pyarrow.parquet as pq
 
     source = pq.ParquetFile(path)
-    used = [name for name in source.schema_arrow.names if name in _USED_COLUMNS]
-    if "study_id" not in used:
-        raise ConversionError(f"metadata {path.name} has no study_id column")
+    used = [name for name in source.schema_arrow.names if name in columns]
+    if columns[0] not in used:
+        raise ConversionError(f"metadata {path.name} has no {columns[0]} column")
     yield from source.iter_batches(batch_size=BATCH_ROWS, columns=used)
 
 

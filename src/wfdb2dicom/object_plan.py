@@ -77,7 +77,8 @@ class GroupLayout:
 
 
 class AnnotationItem(NamedTuple):
-    """One Waveform Annotation item: a coded measurement or a free-text statement.
+    """One Waveform Annotation item: a coded measurement, a coded statement (``concept``
+    and ``code``) or a free-text statement.
 
     A NamedTuple because encoders cache by it (C-level hash and equality).
     """
@@ -86,6 +87,8 @@ class AnnotationItem(NamedTuple):
     numeric_value: str | None = None
     units: tuple[str, str, str] | None = None
     text: str | None = None
+    code: tuple[str, str, str] | None = None
+    """Concept Code Sequence: the coded statement's finding (e.g. SNOMED CT)."""
 
 
 class ObjectPlan(NamedTuple):
@@ -236,7 +239,10 @@ REFERENCED_CHANNELS = [1, 0]
 def annotation_item(annotation: AnnotationItem) -> Dataset:
     item = Dataset()
     item.ReferencedWaveformChannels = REFERENCED_CHANNELS
-    if annotation.concept is not None:
+    if annotation.code is not None:
+        item.ConceptNameCodeSequence = DicomSequence([code_item(*annotation.concept)])
+        item.ConceptCodeSequence = DicomSequence([code_item(*annotation.code)])
+    elif annotation.concept is not None:
         item.ConceptNameCodeSequence = DicomSequence([code_item(*annotation.concept)])
         item.NumericValue = annotation.numeric_value
         item.MeasurementUnitsCodeSequence = DicomSequence([code_item(*annotation.units)])

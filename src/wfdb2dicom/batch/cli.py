@@ -75,10 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="output root: DCM_DIR/<path>.dcm")
     seed.add_argument("--df_info_pkl", "--metadata", dest="df_info_pkl", type=location,
                       metavar="TABLE",
-                      help="study metadata: MIMIC's machine_measurements.csv as published, "
-                      "the same as Parquet, or the seed's pickle (warned: loading a pickle "
-                      "runs code). Optional: without it objects carry only what the WFDB "
-                      "header says")
+                      help="study metadata: MIMIC's machine_measurements.csv or PTB-XL's "
+                      "ptbxl_database.csv as published, the same as Parquet, or the seed's "
+                      "pickle (warned: loading a pickle runs code). Optional: without it "
+                      "objects carry only what the WFDB header says")
     seed.add_argument("--study_id_col", default="study_id",
                       help="study_id column of the input (default %(default)s)")
     seed.add_argument("--path_col", default="path",
@@ -131,6 +131,7 @@ def config_from_args(args: argparse.Namespace):
         wfdb_dir=args.wfdb_dir,
         dcm_dir=args.dcm_dir,
         metadata=args.df_info_pkl,
+        metadata_format=args.metadata_format,
         study_id_col=args.study_id_col,
         path_col=args.path_col,
         dcm_path_col=args.dcm_path_col,

@@ -73,6 +73,8 @@ class BatchConfig:
     wfdb_dir: Path | str
     dcm_dir: Path | str
     metadata: Path | str | None = None
+    metadata_format: str = "auto"
+    """``--metadata-format``: the table's source, or ``auto`` (told by its columns)."""
     study_id_col: str = "study_id"
     path_col: str = "path"
     dcm_path_col: str = "dcm_path"
@@ -125,6 +127,10 @@ def check_config(config: BatchConfig) -> None:
         raise BatchError(f"--dcm_dir is not a directory: {config.dcm_dir}")
     if config.metadata is not None and not config.metadata.is_file():
         raise BatchError(f"metadata file not found: {config.metadata}")
+    if config.metadata is not None:  # a table of no known source: refused before any work
+        from ..sources import resolve_format
+
+        resolve_format(config.metadata, config.metadata_format)
     if config.workers < 1:
         raise BatchError(f"--workers must be at least 1, not {config.workers}")
     if not config.timeout > 0:
@@ -181,13 +187,13 @@ def check_outputs_are_not_inputs(config: BatchConfig) -> None:
                              "--dcm_dir")
 
 
-def load_metadata(path: Path, *, stderr: TextIO) -> Any:
+def load_metadata(path: Path, *, stderr: TextIO, metadata_format: str | None = None) -> Any:
     """The metadata table; its warnings (the seed's pickle) shown as one line each."""
     from ..metadata import MetadataTable
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = MetadataTable.load(path)
+        table = MetadataTable.load(path, metadata_format)
     for warning in caught:
         print(f"warning: {warning.message}", file=stderr)
     return table
@@ -303,6 +309,7 @@ class Run:
         self.summary = Summary(rows=plan.rows.n_rows,
                                skipped=int(plan.task_n_rows[plan.done].sum()))
         self.bar: Any = None
+        self._resolved_format: str | None = None
         self.tag = run_tag(config.output_csv)
         """This run's identity in temporary names."""
         self.unsynced: list[str] = []
@@ -332,7 +339,7 @@ class Run:
         n_workers = min(self.config.workers, -(-len(todo) // chunk))
         try:
             pool, table = start_executor(
-                self.config, TaskRunner(self.layout, self.config.options, self.tag),
+                self.config, TaskRunner(self.layout, self._worker_options(), self.tag),
                 n_workers, self._metadata_table)
             with pool:
                 self._begin()
@@ -356,7 +363,24 @@ class Run:
     def _metadata_table(self) -> Any:
         if self.config.metadata is None:
             return None
-        return load_metadata(self.config.metadata, stderr=self.stderr)
+        return load_metadata(self.config.metadata, stderr=self.stderr,
+                             metadata_format=self._metadata_format())
+
+    def _metadata_format(self) -> str:
+        """The table's source, told by its first line: workers must know it before the
+        table is loaded (they may start first)."""
+        if self._resolved_format is None:
+            from ..sources import resolve_format
+
+            assert self.config.metadata is not None
+            self._resolved_format = resolve_format(self.config.metadata,
+                                                   self.config.metadata_format)
+        return self._resolved_format
+
+    def _worker_options(self) -> OptionValues:
+        if self.config.metadata is None:
+            return self.config.options
+        return replace(self.config.options, metadata_format=self._metadata_format())
 
     def finish(self) -> None:
         """The last checkpoint, marking the run finished; then the output CSV."""

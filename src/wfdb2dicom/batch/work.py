@@ -44,6 +44,8 @@ class OptionValues:
     signal_classes: tuple[str, ...] = ()
     """``--signal-class NAME=CLASS`` as given (checked by :meth:`check`)."""
     max_duration: float | None = None
+    metadata_format: str = "mimic"
+    """The source of the metadata rows the worker is sent (resolved by the parent)."""
 
     def check(self) -> None:
         """Refuse a bad ``--signal-class`` before any work (ConversionError)."""
@@ -87,9 +89,9 @@ class TaskRunner:
         record, ~0.5 µs after.
         """
         from ..convert import convert_many_to_parts, write_atomic
-        from ..metadata import StudyMetadata
+        from ..sources import source_named
 
-        self._metadata = StudyMetadata.from_values
+        self._metadata = source_named(self.options.metadata_format).from_values
         self._convert_many = convert_many_to_parts
         self._write = write_atomic
         self._conversion_options = self.options.build()
