@@ -39,14 +39,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "reason on stderr, exit 2, and no output file.",
     )
     convert.add_argument("record", help="record path without extension (a trailing .hea is "
-                         "accepted)")
+                         "accepted); or a URL (s3://, gs://, http(s)://: the dask extra)")
     convert.add_argument("-o", "--output", required=True, metavar="OUT.dcm|DIR/",
                          help="the file of a record that makes one object, or a directory "
-                         "(existing, or a path ending in /) for every object")
-    convert.add_argument("--metadata", type=Path, metavar="FILE",
+                         "(existing, or a path ending in /) for every object; either may be "
+                         "an s3:// or gs:// URL")
+    convert.add_argument("--metadata", metavar="FILE",
                          help="the study's metadata table: MIMIC-IV-ECG's "
                          "machine_measurements.csv or PTB-XL's ptbxl_database.csv as "
-                         "published, the same as Parquet, or the seed's pickle")
+                         "published, the same as Parquet, or the seed's pickle (a path or a URL)")
+
+    convert.add_argument("--anon", action="store_true",
+                         help="read s3:// and gs:// URLs without credentials (public buckets)")
     convert.add_argument("--study-id", metavar="ID",
                          help="study key to look up and to derive UIDs from (MIMIC's "
                          "study_id, PTB-XL's ecg_id; default: the record name)")
@@ -92,6 +96,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    urls = [value for value in (args.record, args.output, args.metadata)
+            if value and "://" in value and not value.startswith("file://")]
+    if urls:
+        return _convert_with_urls(args)
+    for name in ("record", "output", "metadata"):  # file://x is the local path x
+        value = getattr(args, name)
+        if value and value.startswith("file://"):
+            setattr(args, name, value[len("file://"):])
+    _convert_local(args)
+    return 0
+
+
+def _convert_with_urls(args: argparse.Namespace) -> int:
+    """``convert`` with a URL for the record, output or metadata: inputs fetched to a
+    scratch directory (a record with the files its header names), the conversion run on
+    them as on local files, the object written with one put (atomic)."""
+    import os
+    import tempfile
+
+    from .batch.remote import RemoteLayout, fetch_to_local, is_url, put_object
+    with tempfile.TemporaryDirectory(prefix="wfdb2dicom-convert-") as scratch:
+        if args.metadata and is_url(args.metadata):
+            os.mkdir(os.path.join(scratch, "metadata"))
+            args.metadata = fetch_to_local(args.metadata, args.anon,
+                                           os.path.join(scratch, "metadata"))
+        if is_url(args.record):
+            url = args.record.rstrip("/")
+            if url.endswith((".hea", ".dat")):
+                url = url[:-4]
+            parent, _, name = url.rpartition("/")
+            layout = RemoteLayout(parent, os.path.join(scratch, "unused"), anon=args.anon)
+            args.record = layout.record_base(name)
+        remote_output = args.output if is_url(args.output) else None
+        if remote_output:
+            if remote_output.split("://", 1)[0] in ("http", "https"):
+                raise ConversionError(f"{remote_output}: http(s) is read-only")
+            args.output = os.path.join(scratch, "out", "") if remote_output.endswith("/") \
+                else os.path.join(scratch, "out", os.path.basename(remote_output))
+        written = _convert_local(args, quiet=remote_output is not None)
+        for path in written if remote_output else ():
+            target = (remote_output + os.path.basename(path) if remote_output.endswith("/")
+                      else remote_output)
+            with open(path, "rb") as handle:
+                put_object(target, args.anon, handle.read())
+            print(target)
+    return 0
+
+
+def _convert_local(args: argparse.Namespace, *, quiet: bool = False) -> list[str]:
+    """Convert with local paths; the objects' paths (printed unless ``quiet``)."""
     from .convert import write_record
     from .fileio import open_regular_file
     from .metadata import MetadataTable
@@ -109,12 +163,12 @@ def run_convert(args: argparse.Namespace) -> int:
     written = write_record(args.record, args.output, table, study_id=args.study_id,
                            options=options, inputs=[args.metadata] if args.metadata else [],
                            opener=open_regular_file)
-    for path in written.paths:
+    for path in written.paths if not quiet else ():
         print(path)
     for signal in written.left_out:
         print(f"wfdb2dicom convert: note: signal {signal.label!r} (segment {signal.segment}) "
               f"left out: {signal.reason}", file=sys.stderr)
-    return 0
+    return [str(path) for path in written.paths]
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -69,17 +69,17 @@ exit status:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The seed's flags (underscored, as it spells them) plus ours."""
     seed = parser.add_argument_group("the seed's arguments")
-    seed.add_argument("--input_csv", required=True, type=Path,
+    seed.add_argument("--input_csv", required=True, type=location,
                       help="CSV listing the records: study_id and path columns (path relative "
                       "to --wfdb_dir, with or without .hea/.dat)")
     seed.add_argument("--output_csv", required=True, type=Path,
                       help="the input's rows with dcm_path and dcm_error added")
-    seed.add_argument("--wfdb_dir", required=True, type=Path,
+    seed.add_argument("--wfdb_dir", required=True, type=location,
                       help="root the paths are relative to (for MIMIC-IV-ECG, the directory "
                       "holding record_list.csv and files/)")
-    seed.add_argument("--dcm_dir", required=True, type=Path,
+    seed.add_argument("--dcm_dir", required=True, type=location,
                       help="output root: DCM_DIR/<path>.dcm")
-    seed.add_argument("--df_info_pkl", "--metadata", dest="df_info_pkl", type=Path,
+    seed.add_argument("--df_info_pkl", "--metadata", dest="df_info_pkl", type=location,
                       metavar="TABLE",
                       help="study metadata: MIMIC's machine_measurements.csv or PTB-XL's "
                       "ptbxl_database.csv as published, the same as Parquet, or the seed's "
@@ -114,6 +114,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="do not sync converted files before the ledger records them "
                       "(faster on slow disks; after a power cut, rows recorded as done may "
                       "have lost their files: run with --verify-existing then)")
+    scale = parser.add_argument_group("scale out (needs: pip install 'wfdb2dicom[dask]')")
+    scale.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the chunks on a Dask cluster: 'local' starts a LocalCluster "
+                       "of --workers processes; tcp://HOST:8786 uses a running scheduler. "
+                       "The plan, ledger, error log and output CSV stay in this process. "
+                       "Default: this machine's worker processes, without Dask")
+    scale.add_argument("--anon", action="store_true",
+                       help="read s3:// and gs:// URLs without credentials (public buckets); "
+                       "otherwise credentials come from the provider's usual chain")
     parser.add_argument("--start-method", choices=("fork", "spawn", "forkserver"),
                         help=argparse.SUPPRESS)  # tests; also $WFDB2DICOM_START_METHOD
 
@@ -150,7 +159,17 @@ def config_from_args(args: argparse.Namespace):
         start_method=args.start_method,
         progress=False if args.no_progress else None,
         sync=not args.no_sync,
+        scheduler=args.scheduler,
+        anon=args.anon,
     )
+
+
+def location(text: str) -> Path | str:
+    """A path flag's value: a ``Path``, or a URL kept as text (``s3://``, ``gs://``,
+    ``http(s)://``; ``file://x`` is the path ``x``). Needs the ``dask`` extra."""
+    if text.startswith("file://"):
+        return Path(text[len("file://"):])
+    return text if "://" in text else Path(text)
 
 
 def run_from_args(args: argparse.Namespace, *, prog: str = "wfdb2dicom batch",

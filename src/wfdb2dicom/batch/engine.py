@@ -27,10 +27,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -57,9 +59,6 @@ from .report import (
 from .runcsv import manifest_path
 from .work import OptionValues
 
-PRELOAD = ("wfdb2dicom.convert", "wfdb2dicom.batch.work")
-"""What the worker pool's fork server imports once, for all workers."""
-
 POLL_SECONDS = 0.25
 """How often the parent looks at the workers when nothing else wakes it."""
 
@@ -68,11 +67,13 @@ POLL_SECONDS = 0.25
 class BatchConfig:
     """Everything a run needs; the command line's flags, with the seed's defaults."""
 
-    input_csv: Path
+    input_csv: Path | str
+    """A path, or a URL (:mod:`.remote`) fetched once before the run; likewise
+    ``metadata``. ``wfdb_dir``/``dcm_dir`` URLs are read and written by the workers."""
     output_csv: Path
-    wfdb_dir: Path
-    dcm_dir: Path
-    metadata: Path | None = None
+    wfdb_dir: Path | str
+    dcm_dir: Path | str
+    metadata: Path | str | None = None
     metadata_format: str = "auto"
     """``--metadata-format``: the table's source, or ``auto`` (told by its columns)."""
     study_id_col: str = "study_id"
@@ -91,19 +92,39 @@ class BatchConfig:
     """Show the progress bar: None = only when stderr is a terminal."""
     sync: bool = True
     """Sync converted files before the ledger records them (``--no-sync``: off)."""
+    anon: bool = False
+    """``--anon``: read object storage without credentials (public buckets)."""
+    scheduler: str | None = None
+    """``--scheduler``: None = the local worker pool; ``local`` or ``tcp://host:port``:
+    chunks run on a Dask cluster (:mod:`.dask_pool`)."""
 
     @property
     def error_log_path(self) -> Path:
         return self.error_log or Path(f"{self.output_csv}.errors.log")
 
 
+def make_layout(config: BatchConfig) -> Layout:
+    """The run's layout: the local one, or (a URL given) :class:`.remote.RemoteLayout`,
+    imported only then."""
+    if is_url(config.wfdb_dir) or is_url(config.dcm_dir):
+        from .remote import RemoteLayout
+
+        return RemoteLayout(str(config.wfdb_dir), str(config.dcm_dir), anon=config.anon)
+    return Layout(config.wfdb_dir, config.dcm_dir)
+
+
+def is_url(location: Path | str | None) -> bool:
+    """A flag's value given as a URL (the CLI keeps those as ``str``, paths as ``Path``)."""
+    return isinstance(location, str) and "://" in location
+
+
 def check_config(config: BatchConfig) -> None:
     """Refuse bad arguments before anything is written (exit status 2 in the CLIs)."""
     if not config.input_csv.is_file():
         raise BatchError(f"input CSV not found: {config.input_csv}")
-    if not config.wfdb_dir.is_dir():
+    if not is_url(config.wfdb_dir) and not config.wfdb_dir.is_dir():
         raise BatchError(f"--wfdb_dir is not a directory: {config.wfdb_dir}")
-    if config.dcm_dir.exists() and not config.dcm_dir.is_dir():
+    if not is_url(config.dcm_dir) and config.dcm_dir.exists() and not config.dcm_dir.is_dir():
         raise BatchError(f"--dcm_dir is not a directory: {config.dcm_dir}")
     if config.metadata is not None and not config.metadata.is_file():
         raise BatchError(f"metadata file not found: {config.metadata}")
@@ -158,6 +179,8 @@ def check_outputs_are_not_inputs(config: BatchConfig) -> None:
     if _same_file(config.output_csv, config.error_log_path):
         raise BatchError(f"--error_log {config.error_log_path} is --output_csv; choose "
                          "another path")
+    if is_url(config.dcm_dir):
+        return  # an object store: nothing local is written where DICOM objects go
     for in_flag, source in inputs:
         if source.suffix.lower() == ".dcm" and is_inside(os.path.realpath(source),
                                                          os.path.realpath(config.dcm_dir)):
@@ -199,12 +222,42 @@ def run_batch(config: BatchConfig, *, stdout: TextIO | None = None,
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     started = time.monotonic()
+    with ExitStack() as cleanup:
+        if is_url(config.input_csv) or (config.metadata is not None
+                                        and is_url(config.metadata)):
+            config = fetch_inputs(config, cleanup.enter_context(
+                tempfile.TemporaryDirectory(prefix="wfdb2dicom-inputs-")))
+        return _run_batch(config, stdout, stderr, started)
+
+
+def fetch_inputs(config: BatchConfig, directory: str) -> BatchConfig:
+    """The input CSV and metadata table given as URLs, copied to ``directory`` (each is
+    read once, whole); the config naming the copies."""
+    from .remote import fetch_to_local
+
+    fetched = {}
+    for name in ("input_csv", "metadata"):
+        url = getattr(config, name)
+        if url is not None and is_url(url):
+            folder = os.path.join(directory, name)
+            os.mkdir(folder)
+            try:
+                fetched[name] = Path(fetch_to_local(url, config.anon, folder))
+            except (OSError, ValueError) as exc:
+                raise BatchError(f"cannot read {url}: {exc}") from None
+    return replace(config, **fetched)
+
+
+def _run_batch(config: BatchConfig, stdout: TextIO, stderr: TextIO,
+               started: float) -> Summary:
     check_config(config)
-    config.dcm_dir.mkdir(parents=True, exist_ok=True)
+    if not is_url(config.dcm_dir):
+        config.dcm_dir.mkdir(parents=True, exist_ok=True)
+    layout = make_layout(config)  # after mkdir: the local one resolves --dcm_dir's real path
     config.output_csv.parent.mkdir(parents=True, exist_ok=True)
-    layout = Layout(config.wfdb_dir, config.dcm_dir)
     with Ledger.open(ledger_path(config.output_csv)) as ledger:
-        ledger.set_meta("wfdb_dir", layout.wfdb_root)  # lets `wfdb2dicom verify` find sources
+        # lets `wfdb2dicom verify` find sources
+        ledger.set_meta("wfdb_dir", getattr(layout, "wfdb_shown", layout.wfdb_root))
         log = ErrorLog(config.error_log_path, sync=config.sync)
         # a kill while they were replaced:
         for done_by_us in (config.output_csv, manifest_path(config.output_csv), log.path):
@@ -218,8 +271,8 @@ def run_batch(config: BatchConfig, *, stdout: TextIO | None = None,
             ):
                 ledger.commit(batch)
         # A killed run may have left temporary files; so may a run from before the ledger.
-        may_have_temps = ledger.state == "running" or (
-            not ledger.existed and any(True for _ in os.scandir(config.dcm_dir)))
+        may_have_temps = not is_url(config.dcm_dir) and (ledger.state == "running" or (
+            not ledger.existed and any(True for _ in os.scandir(config.dcm_dir))))
         rows = read_input(config.input_csv, config.study_id_col, config.path_col)
         plan = build_plan(rows, ledger, layout, overwrite=config.overwrite,
                           verify_existing=config.verify_existing)
@@ -288,23 +341,16 @@ class Run:
         if not len(todo):
             self._begin()
             return
-        from .pool import WorkerPool, start_fork_server, start_method
+        from .executor import start_executor
         from .work import TaskRunner
 
-        method = start_method(self.config.start_method)
-        table = None
-        if method == "forkserver":  # its imports run while the table loads
-            start_fork_server(PRELOAD)
-            table = self._metadata_table()
-        elif method == "fork":
-            from .. import convert  # noqa: F401 - loaded once, before the workers fork
         chunk = max(8, min(128, len(todo) // (self.config.workers * 8)))
         n_workers = min(self.config.workers, -(-len(todo) // chunk))
         try:
-            with WorkerPool(TaskRunner(self.layout, self._worker_options(), self.tag), n_workers,
-                            self.config.timeout, method=method, preload=PRELOAD) as pool:
-                if method != "forkserver":  # after the workers start: fork would copy it
-                    table = self._metadata_table()
+            pool, table = start_executor(
+                self.config, TaskRunner(self.layout, self._worker_options(), self.tag),
+                n_workers, self._metadata_table)
+            with pool:
                 self._begin()
                 self.bar = _progress_bar(self.plan.todo_rows(), self.config.progress,
                                          self.stderr)
@@ -485,6 +531,8 @@ class Run:
         every file, directory and rename of them (``bench/durability.py`` measures it).
         Elsewhere, each file and each directory once.
         """
+        if is_url(self.config.dcm_dir):
+            return  # an object is durable once its put returns
         try:
             if sync_filesystem(self.layout.dcm_root):
                 return

@@ -107,6 +107,7 @@ class TaskRunner:
         self._file_name = object_file_name
         self._write = write_atomic
         self._conversion_options = self.options.build()
+        self._layout_writes = hasattr(self.layout, "write")  # objects in object storage
         gc.freeze()
         gc.set_threshold(*WORKER_GC_THRESHOLDS)
         self._ready = True
@@ -128,6 +129,14 @@ class TaskRunner:
         """
         if not self._ready:
             self.setup()
+        try:
+            return self._run_chunk(tasks, mark)
+        finally:
+            release = getattr(self.layout, "release", None)  # records staged from a URL
+            if release is not None:
+                release()
+
+    def _run_chunk(self, tasks: list[Task], mark: Callable[[int], None]) -> list:
         outcome: dict[int, Outcome] = {}
         jobs, job_tasks, rels = [], [], []
         for task_id, rel, study_id, row, verify in tasks:
@@ -135,8 +144,8 @@ class TaskRunner:
             try:
                 metadata = None if row is None else self._metadata(row)
                 record = self.layout.record_base(rel)
-                if verify and all(_still_valid(path) for path in
-                                  self.layout.object_paths(rel, verify[0])):
+                if verify and all(_still_valid(self.layout, object_rel)
+                                  for object_rel in _object_rels(rel, verify[0])):
                     outcome[task_id] = (KEPT, None)
                     continue
             except Exception as exc:  # the row's result; the run goes on
@@ -179,9 +188,12 @@ class TaskRunner:
             for obj in result.objects:
                 info = obj.info
                 name = self._file_name(stem, info, result.several)
-                path = self.layout.output(folder + name[:-4])  # makes its directory
-                self._write(path, obj.parts, tag=self.run_tag)
-                written.append(path)
+                if self._layout_writes:  # objects in object storage (batch/remote.py)
+                    self.layout.write(folder + name[:-4], obj.parts, self.run_tag)
+                else:
+                    path = self.layout.output(folder + name[:-4])  # makes its directory
+                    self._write(path, obj.parts, tag=self.run_tag)
+                    written.append(path)
                 names.append(name)
                 entries.append((name, info.plan.sop_class_uid, info.modality, info.segment,
                                 info.part, info.start.isoformat(),
@@ -204,14 +216,30 @@ def _remove(path: str) -> None:
         pass
 
 
-def _still_valid(path: str) -> bool:
-    """``--verify-existing``: re-read the file and run the seed's quick check on it."""
+def _object_rels(rel: str, files: str | None) -> list[str]:
+    """The output names (without ``.dcm``) of record ``rel``'s objects: ``rel`` itself, or
+    each of ``files`` (names, one a line, as the ledger keeps them) in its directory."""
+    if files is None:
+        return [rel]
+    folder = rel.rpartition("/")[0]
+    prefix = f"{folder}/" if folder else ""
+    return [prefix + name[:-4] for name in files.split("\n")]
+
+
+def _still_valid(layout: Layout, rel: str) -> bool:
+    """``--verify-existing``: re-read the file (or object) and run the seed's quick check."""
+    import io
+
     import pydicom
 
     from ..validate import quick_check
 
     try:
-        quick_check(pydicom.dcmread(path))
+        if getattr(layout, "remote_output", False):
+            source: Any = io.BytesIO(layout.read_output(rel))
+        else:
+            source = layout.output(rel)
+        quick_check(pydicom.dcmread(source))
     except Exception:
         return False
     return True

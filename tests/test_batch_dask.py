@@ -1,0 +1,193 @@
+"""``batch --scheduler``: the batch's guarantees on a Dask ``LocalCluster`` of real worker
+processes (nanny-monitored), with real FIFOs and real SIGKILLs.
+
+One cluster, started in this process, serves the tests that allow it (they reach it as a
+remote scheduler, ``tcp://127.0.0.1:PORT``); the byte-for-byte test uses ``--scheduler
+local``, the CLI's own cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_batch import (
+    POSIX_FIFO,
+    _pids_holding,
+    command,
+    dicom_files,
+    log_entries,
+    plant_fifo,
+    read_rows,
+    run,
+)
+
+from wfdb2dicom.synthetic import generate_corpus
+
+if os.environ.get("CI"):  # there, a missing Dask fails the tests (scripts/test.sh installs it)
+    import distributed
+else:
+    distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[distributed.LocalCluster]:
+    """Two single-threaded worker processes under nannies; a dead chunk is never retried
+    by the scheduler (``allowed-failures: 0``, as the README asks of a cluster)."""
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=40)
+    try:
+        yield local
+    finally:
+        local.close()
+
+
+def worker_addresses(cluster: distributed.LocalCluster) -> set[str]:
+    return set(cluster.scheduler.workers)
+
+
+def wait_for_workers(cluster: distributed.LocalCluster, n: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(cluster.scheduler.workers) < n:
+        assert time.monotonic() < deadline, "the nanny did not bring the worker back"
+        time.sleep(0.1)
+
+
+def test_dask_output_equals_the_local_engines_byte_for_byte(tmp_path: Path) -> None:
+    corpus = generate_corpus(tmp_path / "mimic", 120, seed=11)
+    work = tmp_path / "work"
+    args = command(corpus, work, "--checkpoint", "25")
+    assert run(args).returncode == 0
+    reference = tmp_path / "reference"
+    work.rename(reference)
+
+    proc = run([*args, "--scheduler", "local"])
+    assert proc.returncode == 0, proc.stderr
+    assert (work / "out.csv").read_bytes() == (reference / "out.csv").read_bytes()
+    assert dicom_files(work / "dcm") == dicom_files(reference / "dcm")
+    assert log_entries(work / "out.csv.errors.log") == log_entries(
+        reference / "out.csv.errors.log")
+    assert not list((work / "dcm").rglob("*.tmp"))
+
+
+@POSIX_FIFO
+def test_hung_record_times_out_its_worker_is_restarted_and_the_run_goes_on(
+        tmp_path: Path, cluster: distributed.LocalCluster) -> None:
+    corpus = generate_corpus(tmp_path / "mimic", 60, seed=3, broken=False)
+    hung = corpus.good[20]
+    plant_fifo(corpus, hung)
+    work = tmp_path / "work"
+    wait_for_workers(cluster, 2)
+    before = worker_addresses(cluster)
+    proc = run(command(corpus, work, "--timeout", "5", "--scheduler",
+                       cluster.scheduler_address))
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(work / "out.csv")
+    errors = {r["path"]: r["dcm_error"] for r in rows if r["dcm_error"]}
+    assert errors == {hung: "Timeout>5s"}
+    assert sum(1 for r in rows if r["dcm_path"]) == len(corpus.good) - 1
+    wait_for_workers(cluster, 2)
+    assert len(before - worker_addresses(cluster)) == 1  # the nanny restarted that one
+    assert not list((work / "dcm").rglob("*.tmp"))
+
+
+@POSIX_FIFO
+def test_worker_sigkilled_mid_record_costs_that_record_only(
+        tmp_path: Path, cluster: distributed.LocalCluster) -> None:
+    corpus = generate_corpus(tmp_path / "mimic", 60, seed=7, broken=False)
+    hung = corpus.good[25]
+    fifo = plant_fifo(corpus, hung)
+    work = tmp_path / "work"
+    wait_for_workers(cluster, 2)
+    proc = subprocess.Popen(
+        command(corpus, work, "--timeout", "300", "--scheduler", cluster.scheduler_address),
+        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        writer = None
+        while writer is None:  # succeeds once a worker opens the FIFO to read it
+            assert time.monotonic() < deadline, "no worker opened the FIFO"
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.01)
+        holders: list[int] = []
+        while not holders:
+            assert time.monotonic() < deadline, "no process holds the FIFO"
+            holders = [pid for pid in _pids_holding(fifo) if pid != os.getpid()]
+            time.sleep(0.01)
+        assert len(holders) == 1, holders
+        # Dask workers report the record in hand every 50 ms (README, "Scale out"): blame is
+        # exact for a worker that has been on its record longer than that.
+        time.sleep(0.5)
+        os.kill(holders[0], signal.SIGKILL)
+        time.sleep(0.2)
+        os.close(writer)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr
+    assert "KilledWorker" not in stdout + stderr
+    rows = read_rows(work / "out.csv")
+    errors = {r["path"]: r["dcm_error"] for r in rows if r["dcm_error"]}
+    assert list(errors) == [hung] and errors[hung].startswith("WorkerCrash: worker ")
+    assert sum(1 for r in rows if r["dcm_path"]) == len(corpus.good) - 1
+    assert not list((work / "dcm").rglob("*.tmp"))
+    wait_for_workers(cluster, 2)
+
+
+def test_killed_parent_resumes_to_the_end_state_of_one_run(
+        tmp_path: Path, cluster: distributed.LocalCluster) -> None:
+    corpus = generate_corpus(tmp_path / "mimic", 300, seed=5)
+    work = tmp_path / "work"
+    args = command(corpus, work, "--timeout", "30", "--checkpoint", "15", "--scheduler",
+                   cluster.scheduler_address)
+    assert run(args).returncode == 0  # the reference: one uninterrupted run
+    reference = tmp_path / "reference"
+    work.rename(reference)
+
+    rng = random.Random(99)
+    n_good = len(corpus.good)
+    for _ in range(2):
+        target = rng.randint(n_good // 10, n_good * 8 // 10)
+        proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (work / "dcm").is_dir() and sum(1 for _ in (work / "dcm").rglob("*.dcm")) >= target:
+                break
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    final = run(args)
+    assert final.returncode == 0, final.stderr
+    assert (work / "out.csv").read_bytes() == (reference / "out.csv").read_bytes()
+    assert dicom_files(work / "dcm") == dicom_files(reference / "dcm")
+    assert log_entries(work / "out.csv.errors.log") == log_entries(
+        reference / "out.csv.errors.log")
+    # Chunks of the killed parents may still be running on the cluster: they write the
+    # same bytes atomically, so the end state cannot change; let them finish, then look.
+    time.sleep(1.0)
+    assert dicom_files(work / "dcm") == dicom_files(reference / "dcm")
+
+
+def test_missing_dask_names_the_extra(tmp_path: Path) -> None:
+    corpus = generate_corpus(tmp_path / "mimic", 5, seed=1, broken=False)
+    blocker = tmp_path / "nodask"
+    blocker.mkdir()
+    (blocker / "distributed.py").write_text("raise ImportError('blocked by the test')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")])}
+    proc = run(command(corpus, tmp_path / "work", "--scheduler", "local"), env=env)
+    assert proc.returncode == 2
+    assert "pip install 'wfdb2dicom[dask]'" in proc.stderr
