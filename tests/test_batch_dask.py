@@ -73,6 +73,9 @@ def test_dask_output_equals_the_local_engines_byte_for_byte(tmp_path: Path) -> N
     proc = run([*args, "--scheduler", "local"])
     assert proc.returncode == 0, proc.stderr
     assert (work / "out.csv").read_bytes() == (reference / "out.csv").read_bytes()
+    manifest = "out.csv.objects.csv"  # the objects manifest (one line per object)
+    assert (work / manifest).read_bytes() == (reference / manifest).read_bytes()
+    assert len((work / manifest).read_text().splitlines()) > 100
     assert dicom_files(work / "dcm") == dicom_files(reference / "dcm")
     assert log_entries(work / "out.csv.errors.log") == log_entries(
         reference / "out.csv.errors.log")
