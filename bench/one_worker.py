@@ -83,7 +83,7 @@ def run_batch(listing: str, src: str, dst: str, metadata: str, stages: bool = Fa
         results = runner.run_chunk(tasks, (lambda task_id, beats=beats: clock.beat(next(beats)))
                                    if timed else (lambda task_id: None))
         clock.beat(None)
-        for _, _, error in results:
+        for _, _, error, *_ in results:  # (task, status, error, files, objects...)
             if error:
                 raise SystemExit(f"batch worker failed: {error}")
     if stages:
