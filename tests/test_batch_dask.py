@@ -104,6 +104,25 @@ def test_hung_record_times_out_its_worker_is_restarted_and_the_run_goes_on(
 
 
 @POSIX_FIFO
+def test_local_cluster_restarts_each_hung_worker(tmp_path: Path) -> None:
+    """``--scheduler local``'s own cluster (workers from a fork server, Dask's settings
+    turned down): two records hang in turn on its two workers. Were a hung worker not
+    replaced, the second hang would leave no worker and the run would never end."""
+    corpus = generate_corpus(tmp_path / "mimic", 60, seed=4, broken=False)
+    hung = {corpus.good[10], corpus.good[45]}
+    for rel in hung:
+        plant_fifo(corpus, rel)
+    work = tmp_path / "work"
+    proc = run(command(corpus, work, "--timeout", "4", "--scheduler", "local"))
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(work / "out.csv")
+    errors = {r["path"]: r["dcm_error"] for r in rows if r["dcm_error"]}
+    assert errors == dict.fromkeys(hung, "Timeout>4s")
+    assert sum(1 for r in rows if r["dcm_path"]) == len(corpus.good) - 2
+    assert not list((work / "dcm").rglob("*.tmp"))
+
+
+@POSIX_FIFO
 def test_worker_sigkilled_mid_record_costs_that_record_only(
         tmp_path: Path, cluster: distributed.LocalCluster) -> None:
     corpus = generate_corpus(tmp_path / "mimic", 60, seed=7, broken=False)

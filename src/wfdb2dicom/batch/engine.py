@@ -341,10 +341,10 @@ class Run:
         if not len(todo):
             self._begin()
             return
-        from .executor import start_executor
+        from .executor import chunk_size, start_executor
         from .work import TaskRunner
 
-        chunk = max(8, min(128, len(todo) // (self.config.workers * 8)))
+        chunk = chunk_size(self.config, len(todo))
         n_workers = min(self.config.workers, -(-len(todo) // chunk))
         try:
             pool, table = start_executor(

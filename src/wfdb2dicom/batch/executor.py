@@ -43,6 +43,22 @@ class ChunkExecutor(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+LOCAL_CHUNK_RECORDS = 128
+"""The most records in a chunk of the local pool (a message per chunk each way)."""
+
+
+def chunk_size(config: BatchConfig, n_tasks: int) -> int:
+    """Records per chunk: about eight chunks per worker, so the work stays balanced to the
+    end, within bounds set by what a chunk costs the backend (more for a Dask task:
+    :data:`.dask_pool.CHUNK_RECORDS`)."""
+    most = LOCAL_CHUNK_RECORDS
+    if config.scheduler:
+        from .dask_pool import CHUNK_RECORDS
+
+        most = CHUNK_RECORDS
+    return max(8, min(most, n_tasks // (config.workers * 8)))
+
+
 def start_executor(config: BatchConfig, runner: Any, n_workers: int,
                    load_table: Callable[[], Any]) -> tuple[ChunkExecutor, Any]:
     """Start the run's executor, and load the metadata table (``load_table``) when it
