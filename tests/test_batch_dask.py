@@ -204,6 +204,20 @@ def test_killed_parent_resumes_to_the_end_state_of_one_run(
     assert dicom_files(work / "dcm") == dicom_files(reference / "dcm")
 
 
+def test_local_cluster_starts_from_a_directory_with_a_dask_py(tmp_path: Path) -> None:
+    """The fork server ``--scheduler local`` starts workers from is run with ``python -c``,
+    which put the current directory first on its path: a ``dask.py`` there (bench/ has
+    one) shadowed Dask and no worker started."""
+    corpus = generate_corpus(tmp_path / "mimic", 5, seed=2, broken=False)
+    here = tmp_path / "cwd"
+    here.mkdir()
+    (here / "dask.py").write_text('"""Not Dask: a script that happens to be named so."""\n')
+    proc = subprocess.run(command(corpus, tmp_path / "work", "--scheduler", "local"),
+                          cwd=here, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(dicom_files(tmp_path / "work" / "dcm")) == len(corpus.good)
+
+
 def test_missing_dask_names_the_extra(tmp_path: Path) -> None:
     corpus = generate_corpus(tmp_path / "mimic", 5, seed=1, broken=False)
     blocker = tmp_path / "nodask"

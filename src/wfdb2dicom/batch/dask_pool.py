@@ -82,8 +82,8 @@ it still kills a worker past 95% of its memory limit) and the cluster's repr ref
 (500 ms). Measured on an idle 2-worker cluster: 103 ms of CPU a second with Dask's defaults,
 19 with these."""
 
-WORKER_PRELOAD = ("distributed", "wfdb2dicom.convert", "wfdb2dicom.batch.work",
-                  "wfdb2dicom.batch.dask_pool")
+WORKER_PRELOAD = ("wfdb2dicom.batch.fork_server_path", "distributed", "wfdb2dicom.convert",
+                  "wfdb2dicom.batch.work", "wfdb2dicom.batch.dask_pool")
 """What ``--scheduler local``'s fork server imports once for all its workers (where there is
 a fork server: see :func:`_start_fork_server`)."""
 
