@@ -28,6 +28,7 @@ from test_batch import (
     run,
 )
 
+from wfdb2dicom.batch.dask_pool import HEARTBEAT_SECONDS
 from wfdb2dicom.synthetic import generate_corpus
 
 if os.environ.get("CI"):  # there, a missing Dask fails the tests (scripts/test.sh installs it)
@@ -148,9 +149,9 @@ def test_worker_sigkilled_mid_record_costs_that_record_only(
             holders = [pid for pid in _pids_holding(fifo) if pid != os.getpid()]
             time.sleep(0.01)
         assert len(holders) == 1, holders
-        # Dask workers report the record in hand every 50 ms (README, "Scale out"): blame is
-        # exact for a worker that has been on its record longer than that.
-        time.sleep(0.5)
+        # Dask workers report the record in hand every HEARTBEAT_SECONDS (README, "Scale
+        # out"): blame is exact for a worker that has been on its record longer than that.
+        time.sleep(3 * HEARTBEAT_SECONDS)
         os.kill(holders[0], signal.SIGKILL)
         time.sleep(0.2)
         os.close(writer)
