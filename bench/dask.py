@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +163,17 @@ def main() -> int:
                              "--workers", str(args.workers), "--no-progress",
                              *scheduler], env, out)
 
+    try:
+        report(args, src, sizes, run)
+    finally:
+        if args.dir is None:
+            shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+def report(args: argparse.Namespace, src: dict[str, Path], sizes: dict[str, int],
+           run: Callable[[str, str], Cost]) -> None:
+    """Run every backend on every size, interleaved, ``args.reps`` times; print the table."""
     costs: dict[tuple[str, str], list[Cost]] = {}
     for rep in range(1, args.reps + 1):
         for backend in src:
@@ -204,9 +216,6 @@ def main() -> int:
         if backend != "local":
             print(f"{backend} / local marginal rate: {rates[backend] / rates['local']:.2f}  "
                   "(goal >= 0.8)")
-    if args.dir is None:
-        shutil.rmtree(base, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":
