@@ -90,7 +90,7 @@ it still kills a worker past 95% of its memory limit) and the cluster's repr ref
 WORKER_PRELOAD = ("wfdb2dicom.batch.fork_server_path", "distributed", "wfdb2dicom.convert",
                   "wfdb2dicom.batch.work", "wfdb2dicom.batch.dask_pool")
 """What ``--scheduler local``'s fork server imports once for all its workers (where there is
-a fork server: see :func:`_start_fork_server`)."""
+a fork server: see :func:`start_worker_server`)."""
 
 DASK_EXTRA = "dask"
 """The optional dependency set that brings Dask: ``pip install 'wfdb2dicom[dask]'``."""
@@ -109,9 +109,10 @@ def import_distributed() -> Any:
     return distributed
 
 
-def _start_fork_server() -> bool:
+def start_worker_server() -> bool:
     """Start the fork server the LocalCluster's nannies will start workers from, importing
-    :data:`WORKER_PRELOAD`; False where there is none (workers are then spawned).
+    :data:`WORKER_PRELOAD`, unless it runs already; False where there is none (workers are
+    then spawned). :func:`.executor.prepare_executor` calls it while the parent plans.
 
     Dask spawns each worker by default: a fresh interpreter that imports ``distributed``,
     then, at its first chunk, the converter (~0.9 s of CPU a worker, measured). From a
@@ -223,7 +224,7 @@ class DaskPool:
 
     def __init__(self, runner: Any, n_workers: int, timeout: float, scheduler: str) -> None:
         local = scheduler == "local"
-        fork_server = local and _start_fork_server()  # first: it imports while we do
+        fork_server = local and start_worker_server()  # started while the parent planned
         distributed = import_distributed()
         import dask
 
@@ -243,7 +244,10 @@ class DaskPool:
             with dask.config.set(config):
                 self._cluster = distributed.LocalCluster(
                     n_workers=n_workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=40)  # logging.ERROR
+                    dashboard_address=None, silence_logs=40,  # logging.ERROR
+                    # No dashboard, but the scheduler still serves /health on HTTP, at
+                    # 8787 by default: a second run printed a warning that it was taken.
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
             address: Any = self._cluster
         else:
             address = scheduler

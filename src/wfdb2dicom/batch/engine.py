@@ -10,7 +10,9 @@ The order of things is what makes a run safe to kill at any moment:
    this run's: temporary names carry :func:`~wfdb2dicom.atomic.run_tag` of the output CSV,
    so a run sharing ``--dcm_dir`` keeps its in-flight files);
 4. start the fork server (workers forked from it never carry the plan or the table) and
-   load the metadata table while it imports what workers need; start the workers;
+   load the metadata table while it imports what workers need; start the workers (with
+   ``--scheduler local``, the fork server of the cluster's workers was started before 1,
+   so its imports overlap the plan: :func:`.executor.prepare_executor`);
 5. commit the run's header (``state=running``); hand out chunks; at every ``--checkpoint``
    rows, append the new error-log lines (synced), sync the files converted since the last
    checkpoint (one ``syncfs``, in a thread while work goes on), then commit results + log
@@ -42,6 +44,7 @@ import numpy as np
 from ..atomic import run_tag, sweep_temps, sync_directory, sync_file, sync_filesystem
 from ..errors import ConversionError
 from . import BatchError, RunStopped, outcomes
+from .executor import prepare_executor
 from .ledger import Entry, Ledger, ledger_files, ledger_path
 from .outcomes import MISSING_METADATA, Result, internal_error
 from .paths import Layout, is_inside
@@ -251,6 +254,7 @@ def fetch_inputs(config: BatchConfig, directory: str) -> BatchConfig:
 def _run_batch(config: BatchConfig, stdout: TextIO, stderr: TextIO,
                started: float) -> Summary:
     check_config(config)
+    prepare_executor(config)
     if not is_url(config.dcm_dir):
         config.dcm_dir.mkdir(parents=True, exist_ok=True)
     layout = make_layout(config)  # after mkdir: the local one resolves --dcm_dir's real path
