@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -217,6 +218,21 @@ def test_local_cluster_starts_from_a_directory_with_a_dask_py(tmp_path: Path) ->
                           cwd=here, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert len(dicom_files(tmp_path / "work" / "dcm")) == len(corpus.good)
+
+
+def test_local_cluster_is_quiet_when_port_8787_is_taken(tmp_path: Path) -> None:
+    """Another cluster (or anything) on 8787, Dask's dashboard port: the scheduler's HTTP
+    server (no dashboard, but /health) took it by default and warned on stderr."""
+    corpus = generate_corpus(tmp_path / "mimic", 5, seed=6, broken=False)
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        except OSError:  # taken already: the same situation
+            pass
+        proc = run(command(corpus, tmp_path / "work", "--scheduler", "local"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
 
 
 def test_missing_dask_names_the_extra(tmp_path: Path) -> None:
