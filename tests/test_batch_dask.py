@@ -29,7 +29,7 @@ from test_batch import (
     run,
 )
 
-from wfdb2dicom.batch.dask_pool import HEARTBEAT_SECONDS
+from wfdb2dicom.batch.dask_pool import HEARTBEAT_SECONDS, beat_due
 from wfdb2dicom.synthetic import generate_corpus
 
 if os.environ.get("CI"):  # there, a missing Dask fails the tests (scripts/test.sh installs it)
@@ -150,9 +150,9 @@ def test_worker_sigkilled_mid_record_costs_that_record_only(
             holders = [pid for pid in _pids_holding(fifo) if pid != os.getpid()]
             time.sleep(0.01)
         assert len(holders) == 1, holders
-        # Dask workers report the record in hand every HEARTBEAT_SECONDS (README, "Scale
-        # out"): blame is exact for a worker that has been on its record longer than that.
-        time.sleep(3 * HEARTBEAT_SECONDS)
+        # A Dask worker reports a record still in hand after a look at it (README, "Scale
+        # out"): blame is exact once it has been on it for two looks, and the report is in.
+        time.sleep(max(1.0, 10 * HEARTBEAT_SECONDS))
         os.kill(holders[0], signal.SIGKILL)
         time.sleep(0.2)
         os.close(writer)
@@ -233,6 +233,22 @@ def test_local_cluster_is_quiet_when_port_8787_is_taken(tmp_path: Path) -> None:
         proc = run(command(corpus, tmp_path / "work", "--scheduler", "local"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+def test_heartbeat_reports_a_slow_task_at_once_and_fast_ones_once_a_liveness_period() -> None:
+    """What a worker's heartbeat thread sends, look by look: one event per slow (or hung)
+    task, one per liveness period while fast tasks go by, nothing sent twice."""
+    a, b, c = ("topic", "chunk", 1), ("topic", "chunk", 2), ("topic", "chunk", 3)
+    liveness = 1.0
+    # Fast tasks: a new one at every look; sent only when the liveness period has passed.
+    assert not beat_due(b, a, a, 0.3, liveness)
+    assert beat_due(c, b, a, 1.0, liveness)
+    # A slow task: in hand at two looks in a row, sent at the second, whenever the last was.
+    assert beat_due(b, b, a, 0.1, liveness)
+    # Once sent, a hung task is not sent again: the parent's clock runs from that event.
+    assert not beat_due(b, b, b, 30.0, liveness)
+    # Between chunks there is nothing to send.
+    assert not beat_due(None, b, b, 30.0, liveness)
 
 
 def test_missing_dask_names_the_extra(tmp_path: Path) -> None:

@@ -9,12 +9,15 @@ there is one converter. :class:`DaskPool` has the local pool's interface (``subm
 How the guarantees are kept without a shared-memory slot:
 
 * **Heartbeats.** ``run_chunk`` calls ``mark(task_id)`` whenever it turns to a task; on a
-  Dask worker, ``mark`` notes it, and a thread of the worker sends ``(chunk key, task_id,
-  worker address)`` as a Dask *event* (``Worker.log_event``: fire-and-forget on the worker's
-  ordered stream to the scheduler, which forwards it to this client's
-  ``Client.subscribe_topic`` handler) every :data:`HEARTBEAT_SECONDS` when it changed, and
-  at once when a chunk starts. The parent notes the time each chunk's heartbeat last
-  changed.
+  Dask worker, ``mark`` notes it (a store, no message), and a thread of the worker looks
+  every :data:`HEARTBEAT_SECONDS` and sends ``(chunk key, task_id, worker address)`` as a
+  Dask *event* (``Worker.log_event``: fire-and-forget on the worker's ordered stream to the
+  scheduler, which forwards it to this client's ``Client.subscribe_topic`` handler) when the
+  task in hand is one it has not sent and either was in hand at its last look too (a slow
+  task: reported 1-2 looks after it began) or nothing was sent for the chunk's *liveness*
+  period (``min(LIVENESS_SECONDS, timeout / 4)``); and at once when a chunk starts (see
+  :func:`beat_due`). A chunk of fast records sends about one event a second, a slow record
+  one event. The parent notes the time each chunk's heartbeat last changed.
 * **Timeouts.** A running chunk whose heartbeat has not changed for ``timeout`` seconds
   hangs on the task it names: that task gets ``Timeout>{N}s``, the chunk's future is
   cancelled, the rest of the chunk is queued again, and its worker is restarted through
@@ -27,9 +30,10 @@ How the guarantees are kept without a shared-memory slot:
   (``distributed.scheduler.allowed-failures: 0``, which ``--scheduler local`` sets): a
   retry would convert the blamed record anyway (its file would exist beside a
   ``WorkerCrash`` row). Blame is exact for a worker that dies on a record it has been on for
-  longer than :data:`HEARTBEAT_SECONDS` (every hang, every crash in a long step); one that
-  dies within that time of turning to a record blames a record before it in its chunk, and
-  the record it was on is redone (the local pool, with a shared-memory slot, is exact).
+  longer than two looks (2 x :data:`HEARTBEAT_SECONDS`: every hang, every crash in a long
+  step); one that dies sooner after turning to a record blames a record before it in its
+  chunk, and the record it was on is redone (the local pool, with a shared-memory slot, is
+  exact).
 
 ``distributed`` is imported only here, only when ``--scheduler`` is given.
 """
@@ -48,13 +52,19 @@ from typing import Any
 from . import BatchError
 from .outcomes import FAILED, Result, timeout_error
 
-HEARTBEAT_SECONDS = 0.25
-"""How often a worker sends the task in hand, when it changed (see :class:`_Heartbeat`).
+HEARTBEAT_SECONDS = 0.1
+"""How often a worker's heartbeat thread looks at the task in hand (a load, no message).
 
-The precision of a timeout (a hung record gets ``Timeout>{N}s`` N to N + this many seconds
-after it began) and of a crash's blame (exact for a worker that had been on its record this
-long). A Dask event costs ~2.7 ms of CPU (worker, scheduler, client: measured); a busy
-worker sends one a period, 54 ms of CPU a second at 50 ms, 11 at 250."""
+A task still in hand after a look is reported (see :func:`beat_due`): 0.1-0.2 s after it
+began, the precision of a timeout (``Timeout>{N}s`` comes N to N + 0.2 s after a hung record
+began, plus the parent's 0.25 s poll) and of a crash's blame."""
+
+LIVENESS_SECONDS = 1.0
+"""How often, at most, a worker busy with fast tasks reports the one in hand: the parent
+sees its chunk move on (``timeout / 4`` when that is shorter, so a short ``--timeout`` never
+fires on a chunk that moves). A Dask event costs ~2.7 ms of CPU (worker, scheduler, client:
+measured): one every 50 ms, as before, took ~5% of a core per busy worker; one a second,
+0.3%."""
 
 CHUNKS_IN_FLIGHT = 2
 """Chunks handed to the cluster per worker thread: one running, one waiting (as locally)."""
@@ -131,39 +141,56 @@ def start_worker_server() -> bool:
     return True
 
 
+def beat_due(current: tuple | None, previous: tuple | None, sent: tuple | None,
+             since_sent: float, liveness: float) -> bool:
+    """Whether the heartbeat thread sends ``current`` (the task in hand) at this look:
+    one it has not sent, in hand at the previous look too (``previous``: a slow task, a
+    hang's candidate), or nothing sent for ``liveness`` seconds (the chunk moves on)."""
+    if current is None or current == sent:
+        return False
+    return current == previous or since_sent >= liveness
+
+
 class _Heartbeat:
     """A worker process's heartbeat: ``mark`` notes the task (a store, no message); a
-    thread sends the task in hand as a Dask event every :data:`HEARTBEAT_SECONDS` when it
-    changed. An event per record woke the worker's event loop per record: measured, 0.4-0.5
-    ms of CPU per record in the worker alone, as much again in the scheduler and parent."""
+    thread looks every :data:`HEARTBEAT_SECONDS` and sends it as a Dask event when
+    :func:`beat_due`. An event per record woke the worker's event loop per record:
+    measured, 0.4-0.5 ms of CPU per record in the worker alone, as much again in the
+    scheduler and parent."""
 
     def __init__(self, worker: Any) -> None:
         self.worker = worker
         self.current: tuple[str, str, int] | None = None
         """(topic, chunk key, task_id) of the task in hand; None between chunks."""
+        self.liveness = LIVENESS_SECONDS
+        """The running chunk's liveness period (see :func:`beat_due`)."""
         self._sent: tuple[str, str, int] | None = None
+        self._sent_at = time.monotonic()
         threading.Thread(target=self._run, daemon=True, name="wfdb2dicom-heartbeat").start()
 
     def send(self, beat: tuple[str, str, int]) -> None:
         topic, key, task_id = beat
         self.worker.log_event(topic, (key, task_id, self.worker.address))
-        self._sent = beat
+        self._sent, self._sent_at = beat, time.monotonic()
 
     def _run(self) -> None:
+        previous = None
         while True:
             time.sleep(HEARTBEAT_SECONDS)
             beat = self.current
-            if beat is not None and beat != self._sent:
+            if beat is not None and beat_due(beat, previous, self._sent,
+                                             time.monotonic() - self._sent_at, self.liveness):
                 try:
                     self.send(beat)
                 except Exception:  # the worker is closing
                     return
+            previous = beat
 
 
 _HEARTBEAT: list[_Heartbeat] = []
 
 
-def run_chunk_on_worker(token: str, runner: bytes, topic: str, key: str,
+def run_chunk_on_worker(token: str, runner: bytes, topic: str, key: str, liveness: float,
                         payload: bytes) -> bytes:
     """The Dask task: ``runner.run_chunk(chunk)``, with heartbeats (:class:`_Heartbeat`).
 
@@ -180,6 +207,7 @@ def run_chunk_on_worker(token: str, runner: bytes, topic: str, key: str,
     if not _HEARTBEAT:
         _HEARTBEAT.append(_Heartbeat(get_worker()))
     heartbeat = _HEARTBEAT[0]
+    heartbeat.liveness = liveness
     if chunk:  # at once: the parent learns the chunk's worker (and its first task)
         heartbeat.current = (topic, key, chunk[0][0])
         heartbeat.send(heartbeat.current)
@@ -230,6 +258,7 @@ class DaskPool:
 
         self._distributed = distributed
         self.timeout = timeout
+        self._liveness = min(LIVENESS_SECONDS, timeout / 4)
         self._runner = pack(runner)
         self._token = uuid.uuid4().hex
         self._topic = f"wfdb2dicom-{self._token}"
@@ -346,7 +375,8 @@ class DaskPool:
             tasks = self._queue.popleft()
             key = f"wfdb2dicom-chunk-{uuid.uuid4().hex}"
             future = self._client.submit(run_chunk_on_worker, self._token, self._runner,
-                                         self._topic, key, pack(tasks), key=key, pure=False)
+                                         self._topic, key, self._liveness, pack(tasks),
+                                         key=key, pure=False)
             with self._lock:
                 self._chunks[key] = _Chunk(tasks, future)
             future.add_done_callback(lambda _: self._wake.set())
