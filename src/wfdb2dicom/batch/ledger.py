@@ -32,9 +32,12 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
+from json.encoder import encode_basestring as encode_json_string
 from pathlib import Path
 
 from . import BatchError, RunStopped
+from .runcsv import CHANNEL_SEPARATOR
 
 try:
     import fcntl
@@ -92,6 +95,27 @@ def encode_objects(objects: list[ObjectEntry], left_out: str) -> str:
     """The ``objects`` value: JSON ``[left_out, object, object...]`` (small, exact, and one
     ``json.dumps`` per record in the worker)."""
     return json.dumps([left_out, *objects], ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_single_object(name: str, sop_class_uid: str, modality: str, start: str,
+                         channels: tuple[str, ...]) -> str:
+    """:func:`encode_objects` of a record's one object (segment 1, part 1, nothing left out:
+    all of MIMIC-IV-ECG) from JSON text cached per kind of object, where one ``json.dumps``
+    per record cost ~1% of a MIMIC record's work. ``start`` is an ISO date-time (nothing in
+    it JSON escapes). Tests prove it equal to :func:`encode_objects`."""
+    middle, tail = _single_object_json(sop_class_uid, modality, channels)
+    return f'["",[{encode_json_string(name)}{middle}{start}{tail}'
+
+
+@lru_cache(maxsize=256)
+def _single_object_json(sop_class_uid: str, modality: str, channels: tuple[str, ...]
+                        ) -> tuple[str, str]:
+    """The JSON of a one-object ``objects`` value between the file name and the start, and
+    after the start."""
+    text = encode_objects(
+        [("", sop_class_uid, modality, 1, 1, "\0", CHANNEL_SEPARATOR.join(channels))], "")
+    middle, _, tail = text[len('["",[""'):].partition('\\u0000')
+    return middle, tail
 
 
 def decode_objects(text: str) -> tuple[list[ObjectEntry], str]:
