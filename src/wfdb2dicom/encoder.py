@@ -209,26 +209,32 @@ PER_RECORD_KEYWORDS = frozenset((
 ))
 """Attributes whose values (almost) never repeat: caching them would only churn the cache."""
 
-_encoded_attributes: dict[tuple[str, str], bytes] = {}
-"""``(keyword, value) -> element bytes`` of the attributes whose values repeat across records
-(character set, SOP class, empty Type 2 attributes, dates of a busy day): one dictionary
-look-up each in the loop of :func:`encode_plan_parts`."""
-_ENCODED_ATTRIBUTES_MAX = 4096
+class _EncodedAttributes(dict):
+    """``(keyword, value) -> element bytes``, filled as attributes are first seen.
+
+    A hit is a look-up in C (``map`` over the plan's attributes calls no Python code); a miss
+    encodes the element, and keeps it unless its keyword is one of
+    :data:`PER_RECORD_KEYWORDS`: values that repeat across records (character set, SOP
+    class, empty Type 2 attributes, dates of a busy day) are encoded once.
+    """
+
+    MAX = 4096
+
+    def __missing__(self, attribute: tuple[str, str]) -> bytes:
+        keyword, value = attribute
+        head, length, padding = _keyword_head(keyword)
+        raw = value.encode("utf-8")
+        if len(raw) % 2:
+            raw += padding
+        encoded = head + length.pack(len(raw)) + raw
+        if keyword not in PER_RECORD_KEYWORDS:
+            if len(self) >= self.MAX:
+                self.clear()
+            self[attribute] = encoded
+        return encoded
 
 
-def _encode_attribute(attribute: tuple[str, str]) -> bytes:
-    """An attribute the cache does not hold: encoded, and kept unless it is per record."""
-    keyword, value = attribute
-    head, length, padding = _keyword_head(keyword)
-    raw = value.encode("utf-8")
-    if len(raw) % 2:
-        raw += padding
-    encoded = head + length.pack(len(raw)) + raw
-    if keyword not in PER_RECORD_KEYWORDS:
-        if len(_encoded_attributes) >= _ENCODED_ATTRIBUTES_MAX:
-            _encoded_attributes.clear()
-        _encoded_attributes[attribute] = encoded
-    return encoded
+_encoded_attributes = _EncodedAttributes()
 
 
 @cache
@@ -259,10 +265,7 @@ def encode_plan_parts(plan: ObjectPlan) -> list[bytes | memoryview]:
     template = _waveform_template(plan.groups)
     parts: list[bytes | memoryview] = [
         PREAMBLE, _file_meta_bytes(plan.sop_class_uid, plan.sop_instance_uid)]
-    known = _encoded_attributes.get
-    for attribute in plan.attributes:  # a loop: ~40% fewer steps than calls per attribute
-        encoded = known(attribute)
-        parts.append(encoded if encoded is not None else _encode_attribute(attribute))
+    parts += map(_encoded_attributes.__getitem__, plan.attributes)
     parts.append(_empty_sequence(ACQUISITION_CONTEXT_TAG))
     if plan.annotations:
         items = [_annotation_item_bytes(a) for a in plan.annotations]
