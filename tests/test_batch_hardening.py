@@ -22,7 +22,7 @@ import pydicom
 import pytest
 from test_batch import command, read_rows, run
 
-from conftest import IN_CI, require_tool
+from conftest import require_tool, run_on_tmpfs
 from wfdb2dicom.atomic import run_tag, temp_prefix
 from wfdb2dicom.batch.cli import main as run_convert_main
 from wfdb2dicom.errors import MAX_REASON_CHARS, ExitStatus
@@ -390,63 +390,38 @@ def test_a_signal_early_in_a_run_ends_it_with_one_line(tmp_path: Path, signum: i
 # -- 12. full disk, BOM, damaged ledger --------------------------------------------------------
 
 
-def _tiny_filesystem(path: Path, size: str) -> Path:
-    """A real, small file system (tmpfs) mounted at ``path``: writes past ``size`` fail with
-    ENOSPC. Needs root (CAP_SYS_ADMIN), as the CI container runs."""
-    path.mkdir(parents=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        message = f"cannot mount a tmpfs: {proc.stderr.strip()}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-@pytest.fixture
-def tiny_fs(tmp_path: Path):
-    mounts: list[Path] = []
-
-    def make(size: str) -> Path:
-        mounts.append(_tiny_filesystem(tmp_path / f"fs{len(mounts)}", size))
-        return mounts[-1]
-
-    yield make
-    for mount in mounts:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 @LINUX
-def test_a_full_disk_under_the_error_log_stops_the_run_naming_it(tmp_path: Path,
-                                                                 tiny_fs) -> None:
+def test_a_full_disk_under_the_error_log_stops_the_run_naming_it(tmp_path: Path) -> None:
     corpus = generate_corpus(tmp_path / "mimic", 2, seed=47, broken=False)
-    full = tiny_fs("16k")
+    full = tmp_path / "fs"
+    full.mkdir()
     listing = write_listing(tmp_path / "list.csv",
                             [[str(i), f"files/missing/{i:08d}"] for i in range(1, 401)])
     work = tmp_path / "work"
     log = full / "errors.log"
     args = with_input(command(corpus, work, "--checkpoint", "20", "--error_log", str(log),
                               metadata=False), listing)
-    proc = run(args)
+    proc, _, resumed, _ = run_on_tmpfs(
+        full, "size=16k", args, ["mount", "-o", "remount,size=1m", full], args,
+        ["cp", log, tmp_path / "errors.log"])  # the log, for after the tmpfs is gone
     assert proc.returncode == ExitStatus.STOPPED_BY_IO_ERROR
     line = one_error_line(proc.stderr)
     assert str(log) in line and "No space left on device" in line and "resume" in line
 
-    subprocess.run(["mount", "-o", "remount,size=1m", str(full)], check=True)
-    resumed = run(args)
     assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
     rows = read_rows(work / "out.csv")
     assert all(r["dcm_error"].startswith("RecordError: ") for r in rows)
-    entries = {ln for ln in log.read_text().splitlines() if not ln.startswith("=== RUN")}
+    entries = {ln for ln in (tmp_path / "errors.log").read_text().splitlines()
+               if not ln.startswith("=== RUN")}
     assert entries == {f"{r['study_id']}\t{r['path']}\t{r['dcm_error']}" for r in rows}
 
 
 @LINUX
-def test_a_full_disk_under_the_output_csv_stops_the_run_naming_it(tmp_path: Path,
-                                                                  tiny_fs) -> None:
+def test_a_full_disk_under_the_output_csv_stops_the_run_naming_it(tmp_path: Path) -> None:
     corpus = generate_corpus(tmp_path / "mimic", 2, seed=53, broken=False)
-    full = tiny_fs("128k")
+    full = tmp_path / "fs"
+    full.mkdir()
     wide = "w" * 5000  # the output CSV repeats every input column; the ledger does not
     listing = write_listing(tmp_path / "list.csv",
                             [[str(i), f"files/missing/{i:08d}", wide] for i in range(1, 61)],
@@ -455,11 +430,12 @@ def test_a_full_disk_under_the_output_csv_stops_the_run_naming_it(tmp_path: Path
     args = with_input(command(corpus, tmp_path, "--error_log", str(tmp_path / "errors.log"),
                               metadata=False), listing)
     args[args.index("--output_csv") + 1] = str(out)
-    proc = run(args)
+    proc, listed = run_on_tmpfs(full, "size=128k", args, ["ls", "-A", full])
     assert proc.returncode == ExitStatus.STOPPED_BY_IO_ERROR, proc.stderr
     line = one_error_line(proc.stderr)
     assert str(out) in line and "No space left on device" in line
-    assert not [p for p in full.iterdir() if p.name.endswith(".tmp")]
+    assert listed.returncode == 0
+    assert not [name for name in listed.stdout.split() if name.endswith(".tmp")]
 
 
 def test_a_metadata_csv_with_a_byte_order_mark_works(tmp_path: Path) -> None:
