@@ -585,3 +585,42 @@ def test_resume_verify_and_send_read_a_runs_csv_alike(tmp_path: Path) -> None:
     assert [t[2] for t in verify_tasks] == expected
     assert [i.path for i in send_items] == expected and not_converted == 1
     assert all(Path(p).is_file() for p in expected)
+
+
+# -- 17. tables that are not regular files -----------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+def test_tables_that_are_fifos_are_refused_in_one_line_not_waited_on(tmp_path: Path) -> None:
+    """A FIFO nobody writes, given as any table a command reads: a read would wait forever
+    (``verify`` and ``send`` have no timeout, the batch reads its tables before any worker
+    starts); each command refuses it in one line with exit 2, at once."""
+    corpus = generate_corpus(tmp_path / "mimic", 2, seed=79, broken=False)
+    work = tmp_path / "work"
+    fifo = tmp_path / "table.csv"
+    os.mkfifo(fifo)
+    done = tmp_path / "done"
+    assert run(command(corpus, done)).returncode == 0
+    manifest = done / "out.csv.objects.csv"
+    manifest.unlink()
+    os.mkfifo(manifest)
+    cli = [sys.executable, "-m", "wfdb2dicom.cli"]
+    cases = [
+        (with_input(command(corpus, work), fifo),
+         f"input CSV is not a regular file (a FIFO): {fifo}"),
+        (command(corpus, work, "--df_info_pkl", str(fifo), metadata=False),
+         f"metadata file is not a regular file (a FIFO): {fifo}"),
+        (batch_command(with_input(command(corpus, work), fifo)),
+         f"input CSV is not a regular file (a FIFO): {fifo}"),
+        ([*cli, "verify", "--output_csv", str(fifo), "--wfdb_dir", str(corpus.root)],
+         f"cannot read {fifo}: not a regular file (a FIFO)"),
+        ([*cli, "send", "--output_csv", str(fifo), "--to", "dicom://X@127.0.0.1:9"],
+         f"cannot read {fifo}: not a regular file (a FIFO)"),
+        ([*cli, "verify", "--output_csv", str(done / "out.csv"), "--wfdb_dir", str(corpus.root)],
+         f"cannot read {manifest}: not a regular file (a FIFO)"),
+    ]
+    for args, reason in cases:
+        proc = run(args, timeout=30)
+        assert proc.returncode == ExitStatus.NOTHING_STARTED, (args, proc.stderr)
+        assert one_error_line(proc.stderr).endswith(reason), args
+    assert not work.exists()

@@ -231,6 +231,24 @@ def test_convert_refuses_what_is_not_a_regular_file(record: Path, tmp_path: Path
     assert not out.exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+@pytest.mark.parametrize("name, make, kind", [
+    ("md.csv", os.mkfifo, "a FIFO"),
+    ("md.pkl", os.mkfifo, "a FIFO"),
+    ("md.parquet", lambda path: os.symlink("/dev/zero", path), "a character device"),
+])
+def test_convert_refuses_a_metadata_table_that_is_not_a_regular_file(
+        record: Path, tmp_path: Path, name: str, make, kind: str) -> None:
+    table = tmp_path / name
+    make(table)
+    out = tmp_path / "o.dcm"
+    proc = run_cli("convert", record, "-o", out, "--metadata", table, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"wfdb2dicom convert: metadata file is not a regular file ({kind}): {table}"]
+    assert not out.exists()
+
+
 # Item 12: a full or read-only file system is a refusal naming the path, and leaves nothing.
 
 @pytest.mark.parametrize("mount_options, reason", [("size=16k", "No space left on device"),

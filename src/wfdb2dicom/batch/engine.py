@@ -41,6 +41,7 @@ import numpy as np
 
 from ..atomic import run_tag, sweep_temps, sync_directory, sync_file, sync_filesystem
 from ..errors import ConversionError
+from ..fileio import regular_file_problem
 from . import BatchError, RunStopped, outcomes
 from .ledger import Entry, Ledger, ledger_files, ledger_path
 from .outcomes import MISSING_METADATA, Result, internal_error
@@ -120,14 +121,14 @@ def is_url(location: Path | str | None) -> bool:
 
 def check_config(config: BatchConfig) -> None:
     """Refuse bad arguments before anything is written (exit status 2 in the CLIs)."""
-    if not config.input_csv.is_file():
-        raise BatchError(f"input CSV not found: {config.input_csv}")
+    if problem := regular_file_problem(config.input_csv):
+        raise BatchError(f"input CSV {problem}: {config.input_csv}")
     if not is_url(config.wfdb_dir) and not config.wfdb_dir.is_dir():
         raise BatchError(f"--wfdb_dir is not a directory: {config.wfdb_dir}")
     if not is_url(config.dcm_dir) and config.dcm_dir.exists() and not config.dcm_dir.is_dir():
         raise BatchError(f"--dcm_dir is not a directory: {config.dcm_dir}")
-    if config.metadata is not None and not config.metadata.is_file():
-        raise BatchError(f"metadata file not found: {config.metadata}")
+    if config.metadata is not None and (problem := regular_file_problem(config.metadata)):
+        raise BatchError(f"metadata file {problem}: {config.metadata}")
     if config.metadata is not None:  # a table of no known source: refused before any work
         from ..sources import resolve_format
 
