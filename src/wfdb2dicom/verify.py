@@ -174,6 +174,7 @@ def _check_all(tasks: Sequence[tuple], todo: Sequence[int],
     """Check ``todo`` in the batch's worker pool, committing verdicts to ``book``."""
     from tqdm import tqdm
 
+    from .batch.executor import chunking, drive
     from .batch.outcomes import FAILED
     from .batch.pool import WorkerPool, start_method
     from .verification import VerifyRunner
@@ -182,8 +183,7 @@ def _check_all(tasks: Sequence[tuple], todo: Sequence[int],
     if not todo:
         bar.close()
         return
-    chunk = max(8, min(128, len(todo) // (workers * 8)))
-    n_workers = max(1, min(workers, -(-len(todo) // chunk)))
+    chunk, n_workers = chunking(len(todo), workers)
     pending: list[tuple] = []
 
     def commit() -> None:
@@ -210,17 +210,7 @@ def _check_all(tasks: Sequence[tuple], todo: Sequence[int],
     with WorkerPool(VerifyRunner(), n_workers, timeout, method=start_method(None),
                     preload=PRELOAD) as pool:
         try:
-            exhausted = False
-            while True:
-                while not exhausted and pool.queued < pool.n_workers:
-                    tasks_of_chunk = next(chunks, None)
-                    if tasks_of_chunk is None:
-                        exhausted = True
-                    else:
-                        pool.submit(tasks_of_chunk)
-                if exhausted and pool.idle:
-                    break
-                record(pool.poll(POLL_SECONDS))
+            drive(pool, chunks, record, POLL_SECONDS)
         finally:
             commit()  # what workers reported is kept; the next run checks the rest
             bar.close()

@@ -342,11 +342,10 @@ class Run:
         if not len(todo):
             self._begin()
             return
-        from .executor import start_executor
+        from .executor import chunking, start_executor
         from .work import TaskRunner
 
-        chunk = max(8, min(128, len(todo) // (self.config.workers * 8)))
-        n_workers = min(self.config.workers, -(-len(todo) // chunk))
+        chunk, n_workers = chunking(len(todo), self.config.workers)
         try:
             pool, table = start_executor(
                 self.config, TaskRunner(self.layout, self._worker_options(), self.tag),
@@ -416,19 +415,13 @@ class Run:
         self.checkpoint(state="running")
 
     def _drive(self, pool: Any, todo: np.ndarray, chunk: int, table: Any) -> None:
-        chunks = self._chunks(todo, chunk, table)
-        exhausted = False
-        while True:
-            while not exhausted and pool.queued < pool.n_workers:
-                tasks = next(chunks, None)
-                if tasks is None:
-                    exhausted = True
-                else:
-                    pool.submit(tasks)
-            if exhausted and pool.idle:
-                break
-            self._record(pool.poll(POLL_SECONDS))
+        from .executor import drive
+
+        def record_and_settle(results: list[Result]) -> None:
+            self._record(results)
             self.settle(wait=False)
+
+        drive(pool, self._chunks(todo, chunk, table), record_and_settle, POLL_SECONDS)
 
     def _chunks(self, todo: np.ndarray, size: int, table: Any):
         """Tasks in chunks, metadata joined in bulk; studies without metadata fail here."""
