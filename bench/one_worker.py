@@ -103,7 +103,7 @@ def run_verify(run_csv: str, src: str, stages: bool) -> None:
     checker.clock = StageClock()
     for start in range(0, len(tasks), CHUNK):
         chunk = [(start + i, record, dcm)
-                 for i, (_, record, dcm) in enumerate(tasks[start:start + CHUNK])]
+                 for i, (_, record, dcm, *_) in enumerate(tasks[start:start + CHUNK])]
         for _, _, problem, *_ in runner.run_chunk(chunk, lambda task_id: None):
             if problem:
                 raise SystemExit(f"verify worker failed: {problem}")
