@@ -474,6 +474,30 @@ def test_a_damaged_ledger_is_refused_in_one_line(tmp_path: Path, damage: str) ->
     assert f"ledger {ledger} is damaged" in line and "delete it" in line
 
 
+def test_a_ledger_of_an_older_schema_is_refused_as_such_not_as_damaged(tmp_path: Path) -> None:
+    """A schema-1 ledger (an older wfdb2dicom's: no objects per record) is refused naming
+    the file, its schema and what it lacks; nothing of the run starts."""
+    corpus = generate_corpus(tmp_path / "mimic", 3, seed=83, broken=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    ledger = work / "out.csv.ledger.sqlite"
+    with closing(sqlite3.connect(ledger)) as db:  # schema 1, as that version created it
+        db.executescript(
+            "CREATE TABLE results (path TEXT PRIMARY KEY, study_id TEXT NOT NULL, "
+            "ok INTEGER NOT NULL, error TEXT) WITHOUT ROWID;"
+            "CREATE TABLE log (seq INTEGER PRIMARY KEY, log_path TEXT NOT NULL, "
+            "text TEXT NOT NULL);"
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO meta VALUES ('schema', '1');")
+    proc = run(command(corpus, work))
+    assert proc.returncode == ExitStatus.NOTHING_STARTED, proc.stderr
+    line = one_error_line(proc.stderr)
+    assert f"ledger {ledger} was written by another version of wfdb2dicom (schema 1;" in line
+    assert "lists the DICOM objects of each record" in line and "damaged" not in line
+    assert line.endswith(f"delete {ledger} to start the run over")
+    assert not (work / "out.csv").exists() and not list(work.rglob("*.dcm"))
+
+
 # -- 13. internal errors -----------------------------------------------------------------------
 
 
