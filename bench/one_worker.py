@@ -99,10 +99,10 @@ def run_verify(run_csv: str, src: str, stages: bool) -> None:
     runner.setup()
     checker = runner._checker
     # the first objects pay for one-time parses: not a stage's cost
-    runner.run_chunk([(i, *task[1:]) for i, task in enumerate(tasks[:8])], lambda task_id: None)
+    runner.run_chunk([task.for_worker(i) for i, task in enumerate(tasks[:8])], lambda task_id: None)
     checker.clock = StageClock()
-    for start in range(0, len(tasks), CHUNK):  # a task: (study, record, object, where...)
-        chunk = [(start + i, *task[1:]) for i, task in enumerate(tasks[start:start + CHUNK])]
+    for start in range(0, len(tasks), CHUNK):
+        chunk = [task.for_worker(start + i) for i, task in enumerate(tasks[start:start + CHUNK])]
         for _, _, problem, *_ in runner.run_chunk(chunk, lambda task_id: None):
             if problem:
                 raise SystemExit(f"verify worker failed: {problem}")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .errors import ConversionError, MetadataError
+from .fileio import regular_file_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -263,8 +264,8 @@ class MetadataTable:
         from .sources import detect_source, table_columns
 
         path = Path(path)
-        if not path.is_file():
-            raise ConversionError(f"metadata file not found: {path}")
+        if problem := regular_file_problem(path):  # a FIFO would block the reads below
+            raise ConversionError(f"metadata file {problem}: {path}")
         suffix = path.suffix.lower()
         try:
             if suffix in (".pkl", ".pickle"):

@@ -45,6 +45,9 @@ except ImportError:  # Windows: SQLite's exclusive lock alone guards the ledger
     fcntl = None  # type: ignore[assignment]
 
 SCHEMA_VERSION = "2"
+SCHEMA_CHANGE = ("schema 2 lists the DICOM objects of each record, which resume and the run's "
+                 "manifest read")
+"""Why an older ledger cannot be read, for the one-line refusal."""
 LEDGER_SUFFIX = ".ledger.sqlite"
 LOCK_SUFFIX = ".lock"
 """``{ledger}.lock``: the file whose ``flock`` says a run owns this output (never deleted:
@@ -181,10 +184,15 @@ def _take_lock(path: Path) -> int | None:
 
 
 def open_database(path: Path, lock_fd: int | None, schema: str, version: str,
-                  columns: dict[str, list[str]]) -> tuple[sqlite3.Connection, bool]:
+                  columns: dict[str, list[str]],
+                  change: str = "") -> tuple[sqlite3.Connection, bool]:
     """The SQLite file at ``path`` with ``schema`` (its tables' ``columns`` checked), under
     SQLite's exclusive lock until closed, once :func:`_take_lock` gave ``lock_fd``; whether
-    it held anything. Shared by the batch's ledger and verify's."""
+    it held anything. Shared by the batch's ledger and verify's.
+
+    A file of another schema ``version`` is refused as such, saying ``change`` (what the
+    current version keeps that the older did not), before its tables are checked: an older
+    ledger is not a damaged one."""
     existed = path.exists() and path.stat().st_size > 0  # an empty file holds nothing
     try:
         db = sqlite3.connect(path, timeout=BUSY_SECONDS if lock_fd is not None else 0,
@@ -199,7 +207,7 @@ def open_database(path: Path, lock_fd: int | None, schema: str, version: str,
         db.executescript(schema)  # executescript commits first; the lock stays (EXCLUSIVE)
         db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (version,))
         found_version = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
-        for table, names in columns.items():
+        for table, names in columns.items() if found_version == version else ():
             found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
             if found != names:
                 raise sqlite3.DatabaseError(
@@ -216,8 +224,10 @@ def open_database(path: Path, lock_fd: int | None, schema: str, version: str,
         raise _damaged(path, exc) from None
     if found_version != version:
         db.close()
-        raise BatchError(f"ledger {path} has schema {found_version}, this version writes "
-                         f"{version}; delete it to start the run over")
+        raise BatchError(
+            f"ledger {path} was written by another version of wfdb2dicom (schema "
+            f"{found_version}; this one reads schema {version} only"
+            + (f": {change}" if change else "") + f"): delete {path} to start the run over")
     return db, existed
 
 
@@ -262,7 +272,8 @@ class Ledger:
 
     @classmethod
     def _open_locked(cls, path: Path, lock_fd: int | None) -> Ledger:
-        db, existed = open_database(path, lock_fd, _SCHEMA, SCHEMA_VERSION, COLUMNS)
+        db, existed = open_database(path, lock_fd, _SCHEMA, SCHEMA_VERSION, COLUMNS,
+                                    SCHEMA_CHANGE)
         return cls(path, db, existed, lock_fd)
 
     def close(self) -> None:
@@ -430,7 +441,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 Verified = tuple[str, str, int, "str | None", str, str]
 """``(dcm_path, record_path, ok, problem, object_stat, source_stat)``: one ``verified`` row;
-the stats as :class:`~wfdb2dicom.verification.Signature` holds them."""
+``record_path`` is :attr:`~wfdb2dicom.verify.VerifyTask.claim` (the record, and a part's
+place in it), the stats as :class:`~wfdb2dicom.verification.Signature` holds them."""
 
 
 def verified_path(output_csv: str | os.PathLike[str]) -> Path:
