@@ -98,12 +98,11 @@ def run_verify(run_csv: str, src: str, stages: bool) -> None:
     runner = VerifyRunner()
     runner.setup()
     checker = runner._checker
-    for warm in tasks[:8]:  # the first objects pay for one-time parses: not a stage's cost
-        checker.check(warm[1], warm[2])
+    # the first objects pay for one-time parses: not a stage's cost
+    runner.run_chunk([task.for_worker(i) for i, task in enumerate(tasks[:8])], lambda task_id: None)
     checker.clock = StageClock()
     for start in range(0, len(tasks), CHUNK):
-        chunk = [(start + i, record, dcm)
-                 for i, (_, record, dcm) in enumerate(tasks[start:start + CHUNK])]
+        chunk = [task.for_worker(start + i) for i, task in enumerate(tasks[start:start + CHUNK])]
         for _, _, problem, *_ in runner.run_chunk(chunk, lambda task_id: None):
             if problem:
                 raise SystemExit(f"verify worker failed: {problem}")

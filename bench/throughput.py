@@ -10,7 +10,9 @@ does not drown the signal) and runs, as whole processes, interleaved in every re
           file (bench/floor.py): the least any converter must do;
   batch   the full batch command (`python run_convert.py`) with the same number of processes;
   verify  `wfdb2dicom verify --output_csv` of that batch run's output (--all, no ledger);
-  naive   (once) one process doing wfdb.rdrecord + a pydicom Dataset + save_as per record.
+  naive   (once) one process doing wfdb.rdrecord + a pydicom Dataset + save_as per record;
+  base    with --baseline SRC: the batch command again, importing another checkout's
+          code (SRC is its src/), to compare two versions side by side in the same runs.
 
 Each run is timed two ways: wall time, and the CPU time of its whole process tree. This
 process makes itself a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``), so orphaned
@@ -262,13 +264,16 @@ def deterministic_costs(args: argparse.Namespace, base: Path, corpus, rels: list
     def command(kind: str, size: str) -> list[str]:
         out = work / f"out-{kind}-{size}"
         shutil.rmtree(out, ignore_errors=True)
-        worker = [python, str(BENCH / "one_worker.py"), kind]
+        worker = [python, str(BENCH / "one_worker.py"), "batch" if kind == "base" else kind]
         if kind == "floor":
             return [*worker, str(work / f"{size}.txt"), str(corpus.root), str(out)]
-        if kind == "batch":
+        if kind in ("batch", "base"):
             return [*worker, str(work / f"{size}.txt"), str(corpus.root), str(out),
                     str(corpus.machine_measurements_csv)]
         return [*worker, str(work / f"made-{size}.csv"), str(corpus.root)]
+
+    def kind_env(kind: str) -> dict[str, str]:
+        return dict(env, PYTHONPATH=str(args.baseline)) if kind == "base" else env
 
     for kind in ("batch", "verify"):  # where a worker's time goes, natively, in-process
         stages = subprocess.run([*command(kind, "large"), "--stages"], env=env, check=True,
@@ -281,10 +286,11 @@ def deterministic_costs(args: argparse.Namespace, base: Path, corpus, rels: list
     for kind in kinds:
         costs[kind] = {}
         for name, measure in (("syscalls", strace_calls), ("instructions", valgrind_instructions)):
-            if name == "instructions" and kind not in args.instructions_for:
+            if name == "instructions" and kind not in args.instructions_for and not (
+                    kind == "base" and "batch" in args.instructions_for):
                 costs[kind][name] = None
                 continue
-            counts = [measure(command(kind, size), env, work) for size in sizes]
+            counts = [measure(command(kind, size), kind_env(kind), work) for size in sizes]
             costs[kind][name] = (None if None in counts
                                  else (counts[1] - counts[0]) / extra)  # type: ignore[operator]
     return costs
@@ -306,6 +312,9 @@ def main() -> int:
     parser.add_argument("--instructions-for", default="floor,batch",
                         help="kinds whose instructions valgrind counts (slow: ~50x), "
                              "comma-separated (default floor,batch; add verify if you wait)")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="SRC",
+                        help="another checkout's src/: its batch runs beside this one's, "
+                             "interleaved, as the kind 'base' (a before/after comparison)")
     parser.add_argument("--no-cost", action="store_true", help="skip the deterministic costs")
     parser.add_argument("--cost-only", action="store_true",
                         help="only the deterministic costs (and stages), no timed runs")
@@ -364,6 +373,15 @@ def main() -> int:
             leftover.unlink()
         return timed(batch_cmd(size), env)
 
+    def baseline_batch(size: str) -> Timing:
+        shutil.rmtree(base / f"out-base-{size}", ignore_errors=True)
+        for leftover in base.glob(f"out-base-{size}.csv*"):
+            leftover.unlink()
+        command = batch_cmd(size)
+        command[command.index("--output_csv") + 1] = str(base / f"out-base-{size}.csv")
+        command[command.index("--dcm_dir") + 1] = str(base / f"out-base-{size}")
+        return timed(command, dict(env, PYTHONPATH=str(args.baseline)))
+
     def verify_cmd(size: str) -> list[str]:
         return [python, "-m", "wfdb2dicom.cli", "verify", "--output_csv",
                 str(base / f"out-batch-{size}.csv"), "--workers", str(args.workers),
@@ -379,14 +397,15 @@ def main() -> int:
         return timed([python, str(scripts / "naive.py"), str(base / f"naive_{size}.txt"),
                       str(corpus.root), str(out), str(corpus.machine_measurements_csv)], env)
 
-    kinds = ("floor", "batch", "verify")
+    kinds = ("floor", "batch", "verify") + (("base",) if args.baseline else ())
     if args.cost_only:
         args.reps = 0
     runs: dict[tuple[str, str], list[Timing]] = {}
     peaks: dict[str, int] = {}
     for rep in range(1, args.reps + 1):
         schedule = [(kind, run) for kind, run in (("floor", floor), ("batch", batch),
-                                                  ("verify", verify))]
+                                                  ("verify", verify), ("base", baseline_batch))
+                    if kind in kinds]
         if rep == 1:
             schedule.append(("naive", naive))
         for kind, run in schedule:
@@ -451,6 +470,12 @@ def report_timings(args: argparse.Namespace, runs: dict, peaks: dict, kinds: tup
         ("batch / verify, CPU per record", per_rep(cpus["batch"], cpus["verify"]), ""),
     ):
         print(f"  {label:32s} {spread_text(values, '.2f'):>18s}" + (f"   ({goal})" if goal else ""))
+    if "base" in kinds:
+        print(f"  {'batch / base, wall rate':32s} "
+              f"{spread_text(per_rep(rates['batch'], rates['base']), '.2f'):>18s}"
+              f"   (this checkout against {args.baseline})")
+        print(f"  {'base / batch, CPU per record':32s} "
+              f"{spread_text(per_rep(cpus['base'], cpus['batch']), '.2f'):>18s}")
     per_process = statistics.median(rates["batch"]) / args.workers
     print(f"  batch / naive, per process      {per_process / naive_rate:6.1f}   (goal >= 20)")
     noisy = {kind: relative_spread(rates[kind]) for kind in kinds
@@ -493,6 +518,11 @@ def report_costs(args: argparse.Namespace, base: Path, corpus: Any, rels: list[s
         print(f"  batch / floor: system calls {batch_c['syscalls'] / floor_c['syscalls']:.2f}"
               + (f", instructions {batch_c['instructions'] / floor_c['instructions']:.2f}"
                  if floor_c["instructions"] and batch_c["instructions"] else ""))
+    base_c = costs.get("base")
+    if base_c and base_c["instructions"] and batch_c["instructions"]:
+        print(f"  batch / base: instructions {batch_c['instructions'] / base_c['instructions']:.3f}"
+              + (f", system calls {batch_c['syscalls'] / base_c['syscalls']:.2f}"
+                 if base_c["syscalls"] and batch_c["syscalls"] else ""))
     if shutil.which("strace") is None or shutil.which("valgrind") is None:
         print("  (apt-get install strace valgrind for the missing figures)")
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import random
+import shlex
 import shutil
+import signal
+import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +38,69 @@ def require_shared_data() -> Path:
     if IN_CI:
         pytest.fail(f"reference data missing at {SHARED_DATA}")
     pytest.skip(f"reference data not found at {SHARED_DATA}")
+
+
+def sigkill_runs_at_random_points(args: list[str], dcm_dir: Path, n_objects: int, *,
+                                  kills: int, seed: int, latest: float = 0.9) -> None:
+    """Start ``args`` (a batch command) ``kills`` times and SIGKILL its whole process group
+    once ``dcm_dir`` holds a random number of ``.dcm`` files, between a tenth and ``latest``
+    of ``n_objects``: a kill at an unforeseen point of the run, for a resume to recover from.
+    The points are drawn from ``seed``, so a failure replays."""
+    rng = random.Random(seed)
+    for _ in range(kills):
+        target = rng.randint(n_objects // 10, int(n_objects * latest))
+        proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if dcm_dir.is_dir() and sum(1 for _ in dcm_dir.rglob("*.dcm")) >= target:
+                break
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        time.sleep(0.1)  # let the killed workers go
+
+
+@functools.lru_cache(maxsize=1)
+def _tmpfs_refusal() -> str | None:
+    """Why no tmpfs can be mounted in a user namespace here; None when one can."""
+    if shutil.which("unshare") is None:
+        return "unshare is not installed (util-linux)"
+    with tempfile.TemporaryDirectory() as point:
+        probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs tmpfs {point}"],
+                               capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"cannot mount a tmpfs in a user namespace: {probe.stderr.strip()}"
+    return None
+
+
+def run_on_tmpfs(mountpoint: Path, options: str, *commands: list[str | Path],
+                 timeout: float = 300) -> list[subprocess.CompletedProcess[str]]:
+    """Run ``commands`` one after the other with a tmpfs mounted at ``mountpoint`` (mount
+    ``options``: ``size=16k`` makes a real full disk, ``ro`` a read-only one); the result of
+    each. A command may be ``mount -o remount,... MOUNTPOINT`` to change it between runs.
+
+    The tmpfs lives in a mount namespace of its own (``unshare -rm``): no root needed, and
+    nothing stays mounted, but only the commands see it, so copy out (``cp``) or list
+    (``ls -A``) what a test must look at inside it."""
+    if reason := _tmpfs_refusal():
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+    with tempfile.TemporaryDirectory() as results:
+        steps = [f"mount -t tmpfs -o {shlex.quote(options)} tmpfs {shlex.quote(str(mountpoint))}"
+                 " || exit 1"]
+        for i, cmd in enumerate(commands):
+            steps.append(f"{shlex.join(map(str, cmd))} >{results}/{i}.out 2>{results}/{i}.err; "
+                         f"echo $? >{results}/{i}.status")
+        proc = subprocess.run(["unshare", "-rm", "sh", "-c", "\n".join(steps)],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return [subprocess.CompletedProcess(
+                    list(map(str, cmd)), int(Path(results, f"{i}.status").read_text()),
+                    Path(results, f"{i}.out").read_text(), Path(results, f"{i}.err").read_text())
+                for i, cmd in enumerate(commands)]
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import multiprocessing as mp
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from conftest import sigkill_runs_at_random_points
 from wfdb2dicom.synthetic import SyntheticCorpus, generate_corpus
 from wfdb2dicom.validate import quick_check
 
@@ -147,20 +147,7 @@ def test_sigkill_of_the_whole_run_then_resume_equals_one_run(tmp_path: Path) -> 
     reference = tmp_path / "reference"
     work.rename(reference)
 
-    rng = random.Random(1234)
-    n_good = len(corpus.good)
-    for _ in range(3):
-        target = rng.randint(n_good // 10, n_good * 9 // 10)
-        proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (work / "dcm").is_dir() and sum(1 for _ in (work / "dcm").rglob("*.dcm")) >= target:
-                break
-            time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        time.sleep(0.1)  # let the killed workers go
+    sigkill_runs_at_random_points(args, work / "dcm", len(corpus.good), kills=3, seed=1234)
 
     final = run(args)
     assert final.returncode == 0
@@ -180,23 +167,8 @@ def test_worker_killed_mid_study_costs_that_study_only(tmp_path: Path) -> None:
     proc = subprocess.Popen(command(corpus, work, "--timeout", "300"), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # Opening the write end succeeds once a worker opens the FIFO to read it; the
-        # worker then blocks in read(), holding the FIFO open, until we kill it.
-        deadline = time.monotonic() + 60
-        writer = None
-        while writer is None:
-            assert time.monotonic() < deadline, "no worker opened the FIFO"
-            try:
-                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                time.sleep(0.01)
-        holders: list[int] = []
-        while not holders:  # the woken reader may not have its descriptor yet
-            assert time.monotonic() < deadline, "no process holds the FIFO"
-            holders = [pid for pid in _pids_holding(fifo) if pid != os.getpid()]
-            time.sleep(0.01)
-        assert len(holders) == 1, holders
-        os.kill(holders[0], signal.SIGKILL)
+        writer, reader = wait_for_fifo_reader(fifo)
+        os.kill(reader, signal.SIGKILL)
         time.sleep(0.2)
         os.close(writer)
         stdout, stderr = proc.communicate(timeout=120)
@@ -230,6 +202,27 @@ def _pids_holding(path: Path) -> list[int]:
             except OSError:
                 pass
     return pids
+
+
+def wait_for_fifo_reader(fifo: Path, timeout: float = 60) -> tuple[int, int]:
+    """Wait for one process to open ``fifo`` to read it; returns our write end (close it to
+    let the reader go on) and the reader's pid. Opening the write end succeeds once a reader
+    has opened the FIFO; the reader then blocks in read(), holding the FIFO open."""
+    deadline = time.monotonic() + timeout
+    writer = None
+    while writer is None:
+        assert time.monotonic() < deadline, "no worker opened the FIFO"
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(0.01)
+    holders: list[int] = []
+    while not holders:  # the woken reader may not have its descriptor yet
+        assert time.monotonic() < deadline, "no process holds the FIFO"
+        holders = [pid for pid in _pids_holding(fifo) if pid != os.getpid()]
+        time.sleep(0.01)
+    assert len(holders) == 1, holders
+    return writer, holders[0]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")

@@ -9,7 +9,6 @@ local``, the CLI's own cluster.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -20,15 +19,16 @@ from pathlib import Path
 import pytest
 from test_batch import (
     POSIX_FIFO,
-    _pids_holding,
     command,
     dicom_files,
     log_entries,
     plant_fifo,
     read_rows,
     run,
+    wait_for_fifo_reader,
 )
 
+from conftest import sigkill_runs_at_random_points
 from wfdb2dicom.batch.dask_pool import HEARTBEAT_SECONDS, beat_due
 from wfdb2dicom.synthetic import generate_corpus
 
@@ -136,24 +136,11 @@ def test_worker_sigkilled_mid_record_costs_that_record_only(
         command(corpus, work, "--timeout", "300", "--scheduler", cluster.scheduler_address),
         start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        writer = None
-        while writer is None:  # succeeds once a worker opens the FIFO to read it
-            assert time.monotonic() < deadline, "no worker opened the FIFO"
-            try:
-                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                time.sleep(0.01)
-        holders: list[int] = []
-        while not holders:
-            assert time.monotonic() < deadline, "no process holds the FIFO"
-            holders = [pid for pid in _pids_holding(fifo) if pid != os.getpid()]
-            time.sleep(0.01)
-        assert len(holders) == 1, holders
+        writer, reader = wait_for_fifo_reader(fifo)
         # A Dask worker reports a record still in hand after a look at it (README, "Scale
         # out"): blame is exact once it has been on it for two looks, and the report is in.
         time.sleep(max(1.0, 10 * HEARTBEAT_SECONDS))
-        os.kill(holders[0], signal.SIGKILL)
+        os.kill(reader, signal.SIGKILL)
         time.sleep(0.2)
         os.close(writer)
         stdout, stderr = proc.communicate(timeout=120)
@@ -180,19 +167,8 @@ def test_killed_parent_resumes_to_the_end_state_of_one_run(
     reference = tmp_path / "reference"
     work.rename(reference)
 
-    rng = random.Random(99)
-    n_good = len(corpus.good)
-    for _ in range(2):
-        target = rng.randint(n_good // 10, n_good * 8 // 10)
-        proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (work / "dcm").is_dir() and sum(1 for _ in (work / "dcm").rglob("*.dcm")) >= target:
-                break
-            time.sleep(0.005)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+    sigkill_runs_at_random_points(args, work / "dcm", len(corpus.good), kills=2, seed=99,
+                                  latest=0.8)
 
     final = run(args)
     assert final.returncode == 0, final.stderr

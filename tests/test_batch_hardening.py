@@ -22,7 +22,7 @@ import pydicom
 import pytest
 from test_batch import command, read_rows, run
 
-from conftest import IN_CI, require_tool
+from conftest import require_tool, run_on_tmpfs
 from wfdb2dicom.atomic import run_tag, temp_prefix
 from wfdb2dicom.batch.cli import main as run_convert_main
 from wfdb2dicom.errors import MAX_REASON_CHARS, ExitStatus
@@ -390,63 +390,38 @@ def test_a_signal_early_in_a_run_ends_it_with_one_line(tmp_path: Path, signum: i
 # -- 12. full disk, BOM, damaged ledger --------------------------------------------------------
 
 
-def _tiny_filesystem(path: Path, size: str) -> Path:
-    """A real, small file system (tmpfs) mounted at ``path``: writes past ``size`` fail with
-    ENOSPC. Needs root (CAP_SYS_ADMIN), as the CI container runs."""
-    path.mkdir(parents=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        message = f"cannot mount a tmpfs: {proc.stderr.strip()}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-@pytest.fixture
-def tiny_fs(tmp_path: Path):
-    mounts: list[Path] = []
-
-    def make(size: str) -> Path:
-        mounts.append(_tiny_filesystem(tmp_path / f"fs{len(mounts)}", size))
-        return mounts[-1]
-
-    yield make
-    for mount in mounts:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 @LINUX
-def test_a_full_disk_under_the_error_log_stops_the_run_naming_it(tmp_path: Path,
-                                                                 tiny_fs) -> None:
+def test_a_full_disk_under_the_error_log_stops_the_run_naming_it(tmp_path: Path) -> None:
     corpus = generate_corpus(tmp_path / "mimic", 2, seed=47, broken=False)
-    full = tiny_fs("16k")
+    full = tmp_path / "fs"
+    full.mkdir()
     listing = write_listing(tmp_path / "list.csv",
                             [[str(i), f"files/missing/{i:08d}"] for i in range(1, 401)])
     work = tmp_path / "work"
     log = full / "errors.log"
     args = with_input(command(corpus, work, "--checkpoint", "20", "--error_log", str(log),
                               metadata=False), listing)
-    proc = run(args)
+    proc, _, resumed, _ = run_on_tmpfs(
+        full, "size=16k", args, ["mount", "-o", "remount,size=1m", full], args,
+        ["cp", log, tmp_path / "errors.log"])  # the log, for after the tmpfs is gone
     assert proc.returncode == ExitStatus.STOPPED_BY_IO_ERROR
     line = one_error_line(proc.stderr)
     assert str(log) in line and "No space left on device" in line and "resume" in line
 
-    subprocess.run(["mount", "-o", "remount,size=1m", str(full)], check=True)
-    resumed = run(args)
     assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
     rows = read_rows(work / "out.csv")
     assert all(r["dcm_error"].startswith("RecordError: ") for r in rows)
-    entries = {ln for ln in log.read_text().splitlines() if not ln.startswith("=== RUN")}
+    entries = {ln for ln in (tmp_path / "errors.log").read_text().splitlines()
+               if not ln.startswith("=== RUN")}
     assert entries == {f"{r['study_id']}\t{r['path']}\t{r['dcm_error']}" for r in rows}
 
 
 @LINUX
-def test_a_full_disk_under_the_output_csv_stops_the_run_naming_it(tmp_path: Path,
-                                                                  tiny_fs) -> None:
+def test_a_full_disk_under_the_output_csv_stops_the_run_naming_it(tmp_path: Path) -> None:
     corpus = generate_corpus(tmp_path / "mimic", 2, seed=53, broken=False)
-    full = tiny_fs("128k")
+    full = tmp_path / "fs"
+    full.mkdir()
     wide = "w" * 5000  # the output CSV repeats every input column; the ledger does not
     listing = write_listing(tmp_path / "list.csv",
                             [[str(i), f"files/missing/{i:08d}", wide] for i in range(1, 61)],
@@ -455,11 +430,12 @@ def test_a_full_disk_under_the_output_csv_stops_the_run_naming_it(tmp_path: Path
     args = with_input(command(corpus, tmp_path, "--error_log", str(tmp_path / "errors.log"),
                               metadata=False), listing)
     args[args.index("--output_csv") + 1] = str(out)
-    proc = run(args)
+    proc, listed = run_on_tmpfs(full, "size=128k", args, ["ls", "-A", full])
     assert proc.returncode == ExitStatus.STOPPED_BY_IO_ERROR, proc.stderr
     line = one_error_line(proc.stderr)
     assert str(out) in line and "No space left on device" in line
-    assert not [p for p in full.iterdir() if p.name.endswith(".tmp")]
+    assert listed.returncode == 0
+    assert not [name for name in listed.stdout.split() if name.endswith(".tmp")]
 
 
 def test_a_metadata_csv_with_a_byte_order_mark_works(tmp_path: Path) -> None:
@@ -496,6 +472,30 @@ def test_a_damaged_ledger_is_refused_in_one_line(tmp_path: Path, damage: str) ->
     assert proc.returncode == ExitStatus.NOTHING_STARTED, proc.stderr
     line = one_error_line(proc.stderr)
     assert f"ledger {ledger} is damaged" in line and "delete it" in line
+
+
+def test_a_ledger_of_an_older_schema_is_refused_as_such_not_as_damaged(tmp_path: Path) -> None:
+    """A schema-1 ledger (an older wfdb2dicom's: no objects per record) is refused naming
+    the file, its schema and what it lacks; nothing of the run starts."""
+    corpus = generate_corpus(tmp_path / "mimic", 3, seed=83, broken=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    ledger = work / "out.csv.ledger.sqlite"
+    with closing(sqlite3.connect(ledger)) as db:  # schema 1, as that version created it
+        db.executescript(
+            "CREATE TABLE results (path TEXT PRIMARY KEY, study_id TEXT NOT NULL, "
+            "ok INTEGER NOT NULL, error TEXT) WITHOUT ROWID;"
+            "CREATE TABLE log (seq INTEGER PRIMARY KEY, log_path TEXT NOT NULL, "
+            "text TEXT NOT NULL);"
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO meta VALUES ('schema', '1');")
+    proc = run(command(corpus, work))
+    assert proc.returncode == ExitStatus.NOTHING_STARTED, proc.stderr
+    line = one_error_line(proc.stderr)
+    assert f"ledger {ledger} was written by another version of wfdb2dicom (schema 1;" in line
+    assert "lists the DICOM objects of each record" in line and "damaged" not in line
+    assert line.endswith(f"delete {ledger} to start the run over")
+    assert not (work / "out.csv").exists() and not list(work.rglob("*.dcm"))
 
 
 # -- 13. internal errors -----------------------------------------------------------------------
@@ -609,3 +609,42 @@ def test_resume_verify_and_send_read_a_runs_csv_alike(tmp_path: Path) -> None:
     assert [t[2] for t in verify_tasks] == expected
     assert [i.path for i in send_items] == expected and not_converted == 1
     assert all(Path(p).is_file() for p in expected)
+
+
+# -- 17. tables that are not regular files -----------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+def test_tables_that_are_fifos_are_refused_in_one_line_not_waited_on(tmp_path: Path) -> None:
+    """A FIFO nobody writes, given as any table a command reads: a read would wait forever
+    (``verify`` and ``send`` have no timeout, the batch reads its tables before any worker
+    starts); each command refuses it in one line with exit 2, at once."""
+    corpus = generate_corpus(tmp_path / "mimic", 2, seed=79, broken=False)
+    work = tmp_path / "work"
+    fifo = tmp_path / "table.csv"
+    os.mkfifo(fifo)
+    done = tmp_path / "done"
+    assert run(command(corpus, done)).returncode == 0
+    manifest = done / "out.csv.objects.csv"
+    manifest.unlink()
+    os.mkfifo(manifest)
+    cli = [sys.executable, "-m", "wfdb2dicom.cli"]
+    cases = [
+        (with_input(command(corpus, work), fifo),
+         f"input CSV is not a regular file (a FIFO): {fifo}"),
+        (command(corpus, work, "--df_info_pkl", str(fifo), metadata=False),
+         f"metadata file is not a regular file (a FIFO): {fifo}"),
+        (batch_command(with_input(command(corpus, work), fifo)),
+         f"input CSV is not a regular file (a FIFO): {fifo}"),
+        ([*cli, "verify", "--output_csv", str(fifo), "--wfdb_dir", str(corpus.root)],
+         f"cannot read {fifo}: not a regular file (a FIFO)"),
+        ([*cli, "send", "--output_csv", str(fifo), "--to", "dicom://X@127.0.0.1:9"],
+         f"cannot read {fifo}: not a regular file (a FIFO)"),
+        ([*cli, "verify", "--output_csv", str(done / "out.csv"), "--wfdb_dir", str(corpus.root)],
+         f"cannot read {manifest}: not a regular file (a FIFO)"),
+    ]
+    for args, reason in cases:
+        proc = run(args, timeout=30)
+        assert proc.returncode == ExitStatus.NOTHING_STARTED, (args, proc.stderr)
+        assert one_error_line(proc.stderr).endswith(reason), args
+    assert not work.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import multiprocessing as mp
 import os
 import subprocess
@@ -12,10 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from wfdb2dicom.atomic import sweep_temps
 from wfdb2dicom.batch import BatchError
-from wfdb2dicom.batch.ledger import Ledger
+from wfdb2dicom.batch.ledger import (
+    Ledger,
+    decode_objects,
+    encode_objects,
+    encode_single_object,
+)
 from wfdb2dicom.batch.outcomes import (
     DONE,
     FAILED,
@@ -29,6 +37,7 @@ from wfdb2dicom.batch.paths import Layout, UnsafePath, normalise_record_path
 from wfdb2dicom.batch.plan import build_plan, group_by_path, read_input
 from wfdb2dicom.batch.pool import START_METHOD_ENV, WorkerPool, start_method
 from wfdb2dicom.batch.report import ErrorLog
+from wfdb2dicom.batch.runcsv import CHANNEL_SEPARATOR
 from wfdb2dicom.convert import MISSING_METADATA as CONVERT_MISSING_METADATA
 from wfdb2dicom.validate import ValidationFailed
 
@@ -46,6 +55,20 @@ def test_error_strings_are_the_seeds() -> None:
     assert describe_exception(OSError("disk\nfull")) == "OSError: disk full"
     assert error_kind("Timeout>5s") == "Timeout"
     assert error_kind("RecordError: missing signal file 1.dat") == "RecordError"
+
+
+@given(name=st.text(min_size=1, max_size=30),
+       channels=st.lists(st.text(max_size=12), min_size=1, max_size=13),
+       start=st.datetimes(min_value=dt.datetime(1000, 1, 1)))
+def test_single_object_entry_equals_the_general_encoding(name, channels, start) -> None:
+    """The cached JSON of a one-object record's manifest entry is what ``encode_objects``
+    gives, whatever the file name and channel labels hold (quotes, backslashes, Unicode)."""
+    sop, modality = "1.2.840.10008.5.1.4.1.1.9.1.1", "ECG"
+    expected = encode_objects(
+        [(name, sop, modality, 1, 1, start.isoformat(), CHANNEL_SEPARATOR.join(channels))], "")
+    assert encode_single_object(name, sop, modality, start.isoformat(),
+                                tuple(channels)) == expected
+    assert decode_objects(expected)[0][0][0] == name
 
 
 # -- paths -------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from conftest import IN_CI, REPO_ROOT, require_tool
+from conftest import REPO_ROOT, require_tool, run_on_tmpfs
 from wfdb2dicom.cli import main
 from wfdb2dicom.validate import run_dciodvfy
 
@@ -231,26 +231,25 @@ def test_convert_refuses_what_is_not_a_regular_file(record: Path, tmp_path: Path
     assert not out.exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+@pytest.mark.parametrize("name, make, kind", [
+    ("md.csv", os.mkfifo, "a FIFO"),
+    ("md.pkl", os.mkfifo, "a FIFO"),
+    ("md.parquet", lambda path: os.symlink("/dev/zero", path), "a character device"),
+])
+def test_convert_refuses_a_metadata_table_that_is_not_a_regular_file(
+        record: Path, tmp_path: Path, name: str, make, kind: str) -> None:
+    table = tmp_path / name
+    make(table)
+    out = tmp_path / "o.dcm"
+    proc = run_cli("convert", record, "-o", out, "--metadata", table, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"wfdb2dicom convert: metadata file is not a regular file ({kind}): {table}"]
+    assert not out.exists()
+
+
 # Item 12: a full or read-only file system is a refusal naming the path, and leaves nothing.
-
-def in_own_mount(mount_options: str, script: str, mountpoint: Path) -> subprocess.CompletedProcess:
-    """Run ``script`` (sh) with a tmpfs of ``mount_options`` at ``mountpoint``, in a mount
-    namespace of its own (``unshare``: works without root, and nothing stays mounted)."""
-    require_tool("unshare")
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs tmpfs {mountpoint}"],
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
-        message = f"cannot mount a tmpfs in a user namespace: {probe.stderr.strip()}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
-    return subprocess.run(
-        ["unshare", "-rm", "sh", "-c",
-         f"mount -t tmpfs -o {mount_options} tmpfs {mountpoint} && {script}"],
-        capture_output=True, text=True, timeout=120, env=env,
-    )
-
 
 @pytest.mark.parametrize("mount_options, reason", [("size=16k", "No space left on device"),
                                                    ("ro", "Read-only file system")])
@@ -258,18 +257,17 @@ def test_unwritable_output_is_a_refusal(record: Path, tmp_path: Path, mount_opti
                                         reason: str) -> None:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    results = []
     for out in (mnt / "o.dcm", mnt / "new" / "deeper" / "o.dcm"):
-        script = (f"{sys.executable} -m wfdb2dicom.cli convert {record} -o {out} "
-                  f"--acquisition-datetime {WHEN}; echo \"status=$?\"; ls -A {mnt}")
-        proc = in_own_mount(mount_options, script, mnt)
-        lines = proc.stderr.splitlines()
-        assert len(lines) == 1, proc.stderr
+        converted, listed = run_on_tmpfs(
+            mnt, mount_options,
+            [sys.executable, "-m", "wfdb2dicom.cli", "convert", record, "-o", out,
+             "--acquisition-datetime", WHEN],
+            ["ls", "-A", mnt])
+        lines = converted.stderr.splitlines()
+        assert len(lines) == 1, converted.stderr
         assert f"cannot write {out}: {reason}" in lines[0]
-        status, *left = proc.stdout.splitlines()
-        results.append((status, left))
-    # Exit 2, and neither the file nor the directories made for it are left.
-    assert results == [("status=2", []), ("status=2", [])]
+        # Exit 2, and neither the file nor the directories made for it are left.
+        assert (converted.returncode, listed.stdout) == (2, "")
 
 
 def test_output_under_a_file_is_a_refusal(capsys, record: Path, tmp_path: Path) -> None:

@@ -56,11 +56,9 @@ def test_real_recordings(physionet_dir: Path, name: str) -> None:
 
 def test_non_ascii_text_and_odd_lengths(demo_corpus, demo_metadata) -> None:
     """UTF-8 text (ISO_IR 192) and odd-length values are padded as pydicom pads them."""
-    from dataclasses import replace
-
     rel = demo_corpus.good[0]
-    metadata = replace(demo_metadata.get(Path(rel).name), cart_id="Kärt 7",
-                       reports=("Rythme sinusal — normal", "odd", "é\\\\x"))
+    metadata = demo_metadata.get(Path(rel).name)._replace(
+        cart_id="Kärt 7", reports=("Rythme sinusal — normal", "odd", "é\\\\x"))
     plan = plan_object(read_record(demo_corpus.root / rel), metadata)
     assert_identical(encode_plan(plan), encode_dataset(plan.to_dataset()), rel)
 

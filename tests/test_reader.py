@@ -101,6 +101,29 @@ def test_checksum_mismatch_and_switch(record_copy: Path) -> None:
     assert record.groups[0].samples[0, 0] == np.frombuffer(bytes(data[:2]), "<i2")[0]
 
 
+def test_checksums_written_unsigned_are_the_same_checksums(record_copy: Path) -> None:
+    """A WFDB checksum is a 16-bit sum: ``-27318`` and ``38218`` are the same one. The fast
+    comparison (the signed sums, in one step) must fall back to comparing modulo 2**16."""
+    from wfdb2dicom.header import read_header
+
+    hea = record_copy.with_suffix(".hea")
+    header = read_header(hea)
+    signed = [c for c in header.checksums if c is not None and c < 0]
+    assert signed, "the fixture needs a negative checksum for this test to mean anything"
+    text = hea.read_text()
+    for checksum in signed:
+        text = text.replace(f" {checksum} ", f" {checksum & 0xFFFF} ", 1)
+    hea.write_text(text)
+    assert read_header(hea).checksums != header.checksums
+    record = read_record(record_copy)
+    assert record.groups[0].samples.shape[0] == header.n_samples
+    dat = record_copy.with_suffix(".dat")  # and a corrupt sample is still caught
+    data = bytearray(dat.read_bytes())
+    data[0] ^= 0x01
+    dat.write_bytes(bytes(data))
+    assert_refused(record_copy, "checksum mismatch")
+
+
 def test_latin1_header_kept_intact(record_copy: Path) -> None:
     """A header that is not UTF-8 is Latin-1 (what WFDB headers historically are)."""
     hea = record_copy.with_suffix(".hea")

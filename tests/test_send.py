@@ -335,8 +335,26 @@ def test_stow_per_object_failures(server, objects, tmp_path, credentials) -> Non
     assert_stored_as_sent(server, run.files, stow=True)
 
 
+@pytest.mark.parametrize("requester_late", [False, True])
 def test_association_rejected_permanently_is_not_retried(server, objects, tmp_path,
-                                                         monkeypatch) -> None:
+                                                         monkeypatch, requester_late) -> None:
+    """``requester_late``: pynetdicom's requesting thread resumes only once the peer has
+    rejected and closed the connection, as it did under heavy load (pynetdicom then calls
+    the association aborted, the rejection left unread): a permanent rejection all the same,
+    never retried as a transient abort."""
+    if requester_late:
+        from pynetdicom.acse import ACSE
+
+        send_request = ACSE.send_request
+
+        def late(acse: ACSE) -> None:
+            send_request(acse)
+            deadline = time.monotonic() + 30
+            while acse.dul.to_user_queue.empty() or acse.socket._is_connected:
+                assert time.monotonic() < deadline, "Orthanc did not answer"
+                time.sleep(0.01)
+
+        monkeypatch.setattr(ACSE, "send_request", late)
     run = make_run(tmp_path, objects[:3])
     associations = count_associations(monkeypatch)
     wrong = f"dicom://NOT_ORTHANC@127.0.0.1:{server.dicom_port}"

@@ -388,3 +388,59 @@ def test_fast_path_kept_when_the_manifest_lists_every_signal(run_csv) -> None:
     assert checker.check(record, dcm, signals=names).problem is None
     assert checker.check(record, dcm, signals=names[:11]).problem is not None
     assert checker.compared == {"bytes": 1, "arrays": 1}
+
+
+@pytest.fixture
+def parted_run(physionet_dir: Path, tmp_path: Path) -> Path:
+    """A batch run of a shared PhysioNet record (test01_00s: 4 ECG signals, 8 s at 500 Hz)
+    cut into four 2-second parts; its output CSV."""
+    import shutil
+
+    record = tmp_path / "wfdb" / "rec"
+    record.mkdir(parents=True)
+    for source in physionet_dir.glob("test01_00s.*"):
+        shutil.copy(source, record / source.name)
+    listing = tmp_path / "in.csv"
+    listing.write_text("study_id,path\ntest01_00s,rec/test01_00s\n")
+    output_csv = tmp_path / "out.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "wfdb2dicom.cli", "batch", "--input_csv", str(listing),
+         "--output_csv", str(output_csv), "--wfdb_dir", str(tmp_path / "wfdb"), "--dcm_dir",
+         str(tmp_path / "dcm"), "--workers", "1", "--no-progress", "--max-duration", "2",
+         "--acquisition-datetime", "2000-01-01T00:00:00"], capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return output_csv
+
+
+@pytest.mark.parametrize(("edit", "reason"), [
+    ({"drop": 4}, "its span from 4 s to the segment's end has 2000"),  # the last part
+    ({"drop": 2}, "is listed in parts 1, 3, 4: part(s) 2 missing from the run"),
+    ({"drop": 1}, "is listed in parts 2, 3, 4: part(s) 1 missing from the run"),
+    ({"start": (3, "00:00:03")}, "its span from 2 s to the next part's start (3 s) has 500"),
+])
+def test_parts_that_do_not_cover_their_segment_fail_naming_the_study(
+        parted_run: Path, edit: dict, reason: str) -> None:
+    """A part's manifest line and file gone (or a start that makes parts overlap) is found,
+    also by a verify that passed the intact run before (its ledger does not hide it)."""
+    from wfdb2dicom.batch.runcsv import manifest_path
+
+    manifest = manifest_path(parted_run)
+    lines = manifest.read_text().splitlines(keepends=True)
+    assert [line.split(",")[7] for line in lines[1:]] == ["1", "2", "3", "4"]
+    intact = verify("--output_csv", str(parted_run), "--workers", "1")
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert "verified 4 objects: 4 passed, 0 failed" in intact.stdout
+
+    if "drop" in edit:
+        gone = lines.pop(edit["drop"])
+        Path(gone.split(",")[3]).unlink()
+    else:
+        part, start = edit["start"]
+        lines[part] = lines[part].replace("T00:00:04,", f"T{start},")
+    manifest.write_text("".join(lines))
+    proc = verify("--output_csv", str(parted_run), "--workers", "1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failures = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
+    assert failures and all(line.startswith("FAIL test01_00s\t") for line in failures)
+    assert any(reason in line for line in failures), failures

@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO
 
+from .fileio import base_name, sibling
+
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 _pid = os.getpid()
@@ -59,12 +61,13 @@ def _open_temp(path: str, tag: str = "") -> tuple[int, str, tuple[str, ...]]:
     the write fails: a failed write leaves nothing behind. The directory is made only when
     the first attempt finds it missing: one system call fewer per file when it exists.
     """
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.{tag}.{_pid}.tmp" if tag else f".{name}.{_pid}.tmp")
+    name = base_name(path)
+    tmp = sibling(path, f".{name}.{tag}.{_pid}.tmp" if tag else f".{name}.{_pid}.tmp")
     made: tuple[str, ...] = ()
     try:
         return os.open(tmp, _OPEN_FLAGS, 0o666), tmp, made
     except FileNotFoundError:
+        directory = os.path.dirname(path)
         if not directory:
             raise
         made = _make_directories(directory)

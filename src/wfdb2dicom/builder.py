@@ -603,10 +603,16 @@ def several_objects_reason(plan: RecordPlan) -> str:
 def _filter_texts(metadata: StudyMetadata | None) -> tuple[str | None, str | None, str | None]:
     if metadata is None:
         return (None, None, None)
+    return _filter_values_text(metadata.filter_low_hz, metadata.filter_high_hz,
+                               metadata.notch_hz)
+
+
+@lru_cache(maxsize=256)
+def _filter_values_text(low: float | None, high: float | None, notch: float | None
+                        ) -> tuple[str | None, str | None, str | None]:
+    """The filter settings as DS (cached: a corpus has a few)."""
     return tuple(  # type: ignore[return-value]
-        None if v is None else ds_text(v)
-        for v in (metadata.filter_low_hz, metadata.filter_high_hz, metadata.notch_hz)
-    )
+        None if v is None else ds_text(v) for v in (low, high, notch))
 
 
 def _patient_id(

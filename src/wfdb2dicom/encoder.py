@@ -13,8 +13,7 @@ The output is byte-identical to ``ObjectPlan.to_dataset().save_as(...)``;
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from functools import cache, lru_cache, partial
+from functools import cache, lru_cache
 from operator import itemgetter
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -204,24 +203,44 @@ def _file_meta_bytes(sop_class_uid: str, sop_instance_uid: str) -> bytes:
     return _SHORT_HEADER.pack(0x0002, 0x0000, b"UL", 4) + struct.pack("<I", len(body)) + body
 
 
-@cache
-def _element_encoder(keyword: str) -> Callable[[str], bytes]:
-    """``encode(value)`` for one attribute: its tag and VR looked up once."""
-    return partial(encode_text_element, *_tag_and_vr(keyword))
-
-
-@lru_cache(maxsize=4096)
-def _encode_repeated(keyword: str, value: str) -> bytes:
-    """For values that repeat across records (character set, SOP class, empty Type 2
-    attributes, dates of a busy day)."""
-    return _element_encoder(keyword)(value)
-
-
 PER_RECORD_KEYWORDS = frozenset((
     "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "StudyID", "PatientID",
     "StudyTime", "ContentTime", "AcquisitionDateTime",
 ))
-"""Attributes whose values (almost) never repeat: caching them would only churn the LRU."""
+"""Attributes whose values (almost) never repeat: caching them would only churn the cache."""
+
+class _EncodedAttributes(dict):
+    """``(keyword, value) -> element bytes``, filled as attributes are first seen.
+
+    A hit is a look-up in C (``map`` over the plan's attributes calls no Python code); a miss
+    encodes the element, and keeps it unless its keyword is one of
+    :data:`PER_RECORD_KEYWORDS`: values that repeat across records (character set, SOP
+    class, empty Type 2 attributes, dates of a busy day) are encoded once.
+    """
+
+    MAX = 4096
+
+    def __missing__(self, attribute: tuple[str, str]) -> bytes:
+        keyword, value = attribute
+        head, length, padding = _keyword_head(keyword)
+        raw = value.encode("utf-8")
+        if len(raw) % 2:
+            raw += padding
+        encoded = head + length.pack(len(raw)) + raw
+        if keyword not in PER_RECORD_KEYWORDS:
+            if len(self) >= self.MAX:
+                self.clear()
+            self[attribute] = encoded
+        return encoded
+
+
+_encoded_attributes = _EncodedAttributes()
+
+
+@cache
+def _keyword_head(keyword: str) -> tuple[bytes, struct.Struct, bytes]:
+    """:func:`_element_head` by keyword (as :func:`encode_text_element` encodes)."""
+    return _element_head(*_tag_and_vr(keyword))
 
 
 _KEYWORD = itemgetter(0)
@@ -246,8 +265,7 @@ def encode_plan_parts(plan: ObjectPlan) -> list[bytes | memoryview]:
     template = _waveform_template(plan.groups)
     parts: list[bytes | memoryview] = [
         PREAMBLE, _file_meta_bytes(plan.sop_class_uid, plan.sop_instance_uid)]
-    parts += [_element_encoder(keyword)(value) if keyword in PER_RECORD_KEYWORDS
-              else _encode_repeated(keyword, value) for keyword, value in plan.attributes]
+    parts += map(_encoded_attributes.__getitem__, plan.attributes)
     parts.append(_empty_sequence(ACQUISITION_CONTEXT_TAG))
     if plan.annotations:
         items = [_annotation_item_bytes(a) for a in plan.annotations]

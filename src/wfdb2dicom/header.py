@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from .errors import RecordError
-from .fileio import Opener, SizeMismatch, read_file
+from .fileio import Opener, SizeMismatch, base_name, read_file
 from .formats import FORMATS
 
 DEFAULT_GAIN = 200.0
@@ -165,9 +165,10 @@ def _read_header_text(hea_path: str | os.PathLike[str], opener: Opener | None
     Headers are ASCII by intent, and older ones are Latin-1 in practice (a degree sign as
     units); every byte string is Latin-1, so the text is kept intact either way.
     """
-    name = os.path.basename(hea_path)
+    path = os.fspath(hea_path)
+    name = base_name(path)
     try:
-        raw = read_file(os.fspath(hea_path), opener=opener)
+        raw = read_file(path, opener=opener)
     except FileNotFoundError:
         raise RecordError(f"missing header file {name}") from None
     except IsADirectoryError:
@@ -338,11 +339,8 @@ def _parse_record_line(
         raise RecordError(f"{source}: record has no signals")
     fs = 250.0
     if len(fields) > 2:
-        match = _FS_RE.match(fields[2])
-        if not match:
-            raise RecordError(f"{source}: bad sampling frequency {fields[2]!r}")
-        fs = float(match.group(1))
-        if not math.isfinite(fs):
+        fs = _sampling_frequency(fields[2])
+        if fs is None:
             raise RecordError(f"{source}: bad sampling frequency {fields[2]!r}")
         if fs <= 0:
             raise RecordError(f"{source}: sampling frequency must be positive, not {fs:g}")
@@ -356,11 +354,22 @@ def _parse_record_line(
             raise RecordError(f"{source}: negative sample count {n_samples}")
         if n_samples == 0:
             n_samples = None
-    if len(fields) > 4 and _CHALLENGE_DATE_RE.match(fields[4]):
+    if len(fields) > 4 and "-" in fields[4] and _CHALLENGE_DATE_RE.match(fields[4]):
         return name, n_signals, fs, n_samples, None, None  # see _CHALLENGE_DATE_RE
     base_time = _parse_time(fields[4], source) if len(fields) > 4 else None
     base_date = _parse_date(fields[5], source) if len(fields) > 5 else None
     return name, n_signals, fs, n_samples, base_time, base_date
+
+
+@lru_cache(maxsize=256)
+def _sampling_frequency(text: str) -> float | None:
+    """The frame rate of a record line's ``fs[/counter[(base)]]`` field; None when it is not
+    a finite number (cached: a corpus has a few)."""
+    match = _FS_RE.match(text)
+    if not match:
+        return None
+    fs = float(match.group(1))
+    return fs if math.isfinite(fs) else None
 
 
 _CHALLENGE_DATE_RE = re.compile(r"^\d{1,2}-[A-Za-z]{3}-\d{4}$")
@@ -375,7 +384,17 @@ def _valid_record_name(name: str) -> bool:
 
 
 def _parse_time(value: str, source: str) -> dt.time:
-    """``[[HH:]MM:]SS[.fff]`` as a time of day.
+    """``[[HH:]MM:]SS[.fff]`` as a time of day."""
+    parsed = _time_of_day(value)
+    if parsed is None:
+        raise RecordError(f"{source}: bad base time {value!r} (expected HH:MM:SS)")
+    return parsed
+
+
+@lru_cache(maxsize=4096)
+def _time_of_day(value: str) -> dt.time | None:
+    """:func:`_parse_time`'s value, None for a bad time; cached, as a corpus's records start
+    at a few thousand distinct seconds.
 
     Out-of-range numbers raise OverflowError (``dt.time`` on a huge hour, ``int`` of an
     infinite second), not ValueError: both are a bad time.
@@ -383,7 +402,7 @@ def _parse_time(value: str, source: str) -> dt.time:
     try:
         parts = value.split(":")
         if not 1 <= len(parts) <= 3:
-            raise ValueError
+            return None
         seconds = float(parts[-1])
         minutes = int(parts[-2]) if len(parts) >= 2 else 0
         hours = int(parts[-3]) if len(parts) == 3 else 0
@@ -391,16 +410,25 @@ def _parse_time(value: str, source: str) -> dt.time:
         micro = round((seconds - whole) * 1_000_000)
         return dt.time(hours, minutes, whole, micro)
     except (ValueError, OverflowError):
-        raise RecordError(f"{source}: bad base time {value!r} (expected HH:MM:SS)") from None
+        return None
 
 
 def _parse_date(value: str, source: str) -> dt.date:
     """``DD/MM/YYYY`` as a date."""
+    parsed = _date_of(value)
+    if parsed is None:
+        raise RecordError(f"{source}: bad base date {value!r} (expected DD/MM/YYYY)")
+    return parsed
+
+
+@lru_cache(maxsize=4096)
+def _date_of(value: str) -> dt.date | None:
+    """:func:`_parse_date`'s value, None for a bad date (cached like :func:`_time_of_day`)."""
     try:
         day, month, year = (int(p) for p in value.split("/"))
         return dt.date(year, month, day)
     except (ValueError, OverflowError):
-        raise RecordError(f"{source}: bad base date {value!r} (expected DD/MM/YYYY)") from None
+        return None
 
 
 @lru_cache(maxsize=1024)

@@ -52,6 +52,8 @@ from .iods import IODS
 
 if TYPE_CHECKING:
     import requests.auth
+    from pynetdicom.association import Association
+    from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 WAVEFORM_STORAGE_SOP_CLASSES: tuple[str, ...] = tuple(iod.sop_class_uid for iod in IODS)
 """SOP classes proposed for C-STORE, each in every syntax of ``NETWORK_TRANSFER_SYNTAXES``:
@@ -429,6 +431,26 @@ class _CaptureErrors(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def _unread_rejection(assoc: Association) -> A_ASSOCIATE | None:
+    """The peer's A-ASSOCIATE rejection that pynetdicom received but its ACSE never read,
+    or None.
+
+    pynetdicom 3.0's requestor checks that its socket is connected only once the transport
+    is ready, in the calling thread, while its reactor thread goes on: a peer that rejects
+    and closes at once (Orthanc, for a called AE title it does not know) can be done by
+    then. pynetdicom then says "aborted", and the rejection waits unread in the DUL's queue.
+    Under load it happened, and a permanent rejection was retried as a transient abort.
+    """
+    from pynetdicom.pdu_primitives import A_ASSOCIATE
+
+    if not assoc.is_aborted:
+        return None
+    pending = assoc.dul.receive_pdu(wait=False)
+    if isinstance(pending, A_ASSOCIATE) and pending.result in (0x01, 0x02):
+        return pending
+    return None
+
+
 class _CStoreTransport:
     """C-STORE over one association, reused across batches and re-opened when lost.
 
@@ -479,9 +501,11 @@ class _CStoreTransport:
             self._assoc = assoc
             self._agreed = _Agreement.of(assoc)
             return assoc
-        if assoc.is_rejected and answer is not None:
-            reason = f"association rejected by {where} ({answer.result_str}: {answer.reason_str})"
-            if answer.result == 0x01:  # rejected-permanent: the same request will be refused again
+        rejection = answer if assoc.is_rejected else _unread_rejection(assoc)
+        if rejection is not None:
+            reason = (f"association rejected by {where} ({rejection.result_str}: "
+                      f"{rejection.reason_str})")
+            if rejection.result == 0x01:  # rejected-permanent: it will be refused again
                 raise _Fatal(f"Rejected: {reason}")
             raise _Transient(f"Unreachable: {reason}")
         if answer is not None and answer.result == 0x00 and not assoc.accepted_contexts:

@@ -282,14 +282,18 @@ class ObjectChecker:
 
     def check(self, record_path: str, dcm_path: str, *, signals: tuple[str, ...] | None = None,
               frames: tuple[int, int] | None = None, decode: bool = False, segment: int = 1,
-              offset_seconds: float | None = None) -> Outcome:
+              offset_seconds: float | None = None,
+              end_seconds: float | None = None) -> Outcome:
         """Whether ``dcm_path`` holds ``signals`` (default: all) of ``record_path`` over
         ``frames`` (``(start, stop)``, default: all) exactly, and nothing else.
 
         ``segment``: of a multi-segment record, the segment (from 1, as the master header
         lists them, layout and gaps included) the object was made from.
-        ``offset_seconds``: the object is a part that starts this long after its segment and
-        spans as many frames as it holds (instead of ``frames``).
+        ``offset_seconds``: the object is a part that starts this long after its segment
+        (instead of ``frames``), and ends ``end_seconds`` after it (where the next part
+        starts) or, None, at the segment's end. It must hold exactly the samples between:
+        a neighbouring part missing from the run, or two parts that overlap, leave a part
+        holding fewer or more, so the parts of a segment together cover it exactly.
         ``decode``: compare decoded arrays even where the bytes could be compared (the
         reference the fast path is tested against).
         """
@@ -362,7 +366,8 @@ class ObjectChecker:
             if fast:
                 problem = self._compare_bytes(layout, group_key, groups[0], samples)
             else:
-                problem = _compare_arrays(ds, facts, source, signals, offset_seconds)
+                problem = _compare_arrays(ds, facts, source, signals, offset_seconds,
+                                          end_seconds)
         return Outcome(problem, signature)
 
     # -- caches ------------------------------------------------------------------------
@@ -528,14 +533,16 @@ def _read_with_wfdb(base: str, layout: SourceLayout,
 
 def _compare_arrays(ds: Any, facts: list[GroupFacts], source: DecodedSource,
                     signals: tuple[str, ...] | None,
-                    offset_seconds: float | None = None) -> str | None:
+                    offset_seconds: float | None = None,
+                    end_seconds: float | None = None) -> str | None:
     """Every channel matched to one of ``signals`` (default: all) by label; digital equal,
     physical within tolerance, mapping as WFDB's; every one of ``signals`` present.
 
-    ``offset_seconds``: the object is a part starting that long after the source; each
-    channel is compared with as many of its signal's samples from there as it holds. A
-    part may start between two frames of a multi-rate record (its fast signals' samples
-    are cut at their own rate), so the span is counted in each signal's samples."""
+    ``offset_seconds``: the object is a part starting that long after the source and ending
+    ``end_seconds`` after it (None: at the source's end); each channel is compared with its
+    signal's samples between, which it must hold exactly. A part may start between two
+    frames of a multi-rate record (its fast signals' samples are cut at their own rate), so
+    the span is counted in each signal's samples."""
     from pydicom.waveforms import multiplex_array
 
     layout = source.layout
@@ -550,10 +557,16 @@ def _compare_arrays(ds: Any, facts: list[GroupFacts], source: DecodedSource,
             unused.remove(match)
             digital, expected = source.digital[match], source.physical[match]
             if offset_seconds is not None:
-                first = round(offset_seconds * float(ds.WaveformSequence[group_index]
-                                                     .SamplingFrequency))
-                digital = digital[first:first + len(raw)]
-                expected = expected[first:first + len(raw)]
+                rate = float(ds.WaveformSequence[group_index].SamplingFrequency)
+                first = round(offset_seconds * rate)
+                stop = len(digital) if end_seconds is None else round(end_seconds * rate)
+                digital, expected = digital[first:stop], expected[first:stop]
+                if len(raw) != len(digital):
+                    until = ("the segment's end" if end_seconds is None
+                             else f"the next part's start ({end_seconds:g} s)")
+                    return (f"the part holds {len(raw)} samples of {label!r}, its span "
+                            f"from {offset_seconds:g} s to {until} has {len(digital)}: a "
+                            "part of the segment is missing from the run, or parts overlap")
             if not np.array_equal(raw[:, channel_index], digital):
                 lengths = len(raw) == len(digital)
                 detail = (f"{int(np.sum(raw[:, channel_index] != digital))} samples"
@@ -579,8 +592,8 @@ def _describe(exc: BaseException) -> str:
 
 
 Task = tuple
-"""``(task_id, record path, object path[, signals, segment, offset_seconds])``: one object
-for a verify worker (the optional part as :meth:`ObjectChecker.check` takes it)."""
+"""``(task_id, record path, object path[, signals, segment, offset_seconds, end_seconds])``:
+one object for a verify worker (the optional part as :meth:`ObjectChecker.check` takes it)."""
 
 
 class VerifyRunner:
@@ -622,10 +635,11 @@ class VerifyRunner:
         results = []
         for task_id, record_path, dcm_path, *where in tasks:
             mark(task_id)
-            signals, segment, offset = where if where else (None, 1, None)
+            signals, segment, offset, end = where if where else (None, 1, None, None)
             try:
                 problem, signature = checker.check(record_path, dcm_path, signals=signals,
-                                                   segment=segment, offset_seconds=offset)
+                                                   segment=segment, offset_seconds=offset,
+                                                   end_seconds=end)
             except Exception as exc:  # a check reports, never crashes the worker
                 problem, signature = _describe(exc), None
             stats = signature or ("", "")

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..atomic import run_tag, sweep_temps, sync_directory, sync_file, sync_filesystem
 from ..errors import ConversionError
+from ..fileio import regular_file_problem
 from . import BatchError, RunStopped, outcomes
 from .executor import prepare_executor
 from .ledger import Entry, Ledger, ledger_files, ledger_path
@@ -123,14 +124,14 @@ def is_url(location: Path | str | None) -> bool:
 
 def check_config(config: BatchConfig) -> None:
     """Refuse bad arguments before anything is written (exit status 2 in the CLIs)."""
-    if not config.input_csv.is_file():
-        raise BatchError(f"input CSV not found: {config.input_csv}")
+    if problem := regular_file_problem(config.input_csv):
+        raise BatchError(f"input CSV {problem}: {config.input_csv}")
     if not is_url(config.wfdb_dir) and not config.wfdb_dir.is_dir():
         raise BatchError(f"--wfdb_dir is not a directory: {config.wfdb_dir}")
     if not is_url(config.dcm_dir) and config.dcm_dir.exists() and not config.dcm_dir.is_dir():
         raise BatchError(f"--dcm_dir is not a directory: {config.dcm_dir}")
-    if config.metadata is not None and not config.metadata.is_file():
-        raise BatchError(f"metadata file not found: {config.metadata}")
+    if config.metadata is not None and (problem := regular_file_problem(config.metadata)):
+        raise BatchError(f"metadata file {problem}: {config.metadata}")
     if config.metadata is not None:  # a table of no known source: refused before any work
         from ..sources import resolve_format
 
@@ -345,11 +346,10 @@ class Run:
         if not len(todo):
             self._begin()
             return
-        from .executor import chunk_size, start_executor
+        from .executor import chunk_limit, chunking, start_executor
         from .work import TaskRunner
 
-        chunk = chunk_size(self.config, len(todo))
-        n_workers = min(self.config.workers, -(-len(todo) // chunk))
+        chunk, n_workers = chunking(len(todo), self.config.workers, chunk_limit(self.config))
         try:
             pool, table = start_executor(
                 self.config, TaskRunner(self.layout, self._worker_options(), self.tag),
@@ -419,19 +419,13 @@ class Run:
         self.checkpoint(state="running")
 
     def _drive(self, pool: Any, todo: np.ndarray, chunk: int, table: Any) -> None:
-        chunks = self._chunks(todo, chunk, table)
-        exhausted = False
-        while True:
-            while not exhausted and pool.queued < pool.n_workers:
-                tasks = next(chunks, None)
-                if tasks is None:
-                    exhausted = True
-                else:
-                    pool.submit(tasks)
-            if exhausted and pool.idle:
-                break
-            self._record(pool.poll(POLL_SECONDS))
+        from .executor import drive
+
+        def record_and_settle(results: list[Result]) -> None:
+            self._record(results)
             self.settle(wait=False)
+
+        drive(pool, self._chunks(todo, chunk, table), record_and_settle, POLL_SECONDS)
 
     def _chunks(self, todo: np.ndarray, size: int, table: Any):
         """Tasks in chunks, metadata joined in bulk; studies without metadata fail here."""

@@ -7,7 +7,7 @@ this module starts and never knows which.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .outcomes import Result
@@ -44,19 +44,17 @@ class ChunkExecutor(Protocol):
 
 
 LOCAL_CHUNK_RECORDS = 128
-"""The most records in a chunk of the local pool (a message per chunk each way)."""
+"""The most tasks in a chunk of the local pool (a message per chunk each way)."""
 
 
-def chunk_size(config: BatchConfig, n_tasks: int) -> int:
-    """Records per chunk: about eight chunks per worker, so the work stays balanced to the
-    end, within bounds set by what a chunk costs the backend (more for a Dask task:
-    :data:`.dask_pool.CHUNK_RECORDS`)."""
-    most = LOCAL_CHUNK_RECORDS
+def chunk_limit(config: BatchConfig) -> int:
+    """The most tasks in a chunk for the run's backend: a Dask task costs more than a
+    message of the local pool (:data:`.dask_pool.CHUNK_RECORDS`)."""
     if config.scheduler:
         from .dask_pool import CHUNK_RECORDS
 
-        most = CHUNK_RECORDS
-    return max(8, min(most, n_tasks // (config.workers * 8)))
+        return CHUNK_RECORDS
+    return LOCAL_CHUNK_RECORDS
 
 
 def prepare_executor(config: BatchConfig) -> None:
@@ -96,3 +94,33 @@ def start_executor(config: BatchConfig, runner: Any, n_workers: int,
             pool.close()
             raise
     return pool, table
+
+
+def chunking(n_tasks: int, workers: int,
+             most: int = LOCAL_CHUNK_RECORDS) -> tuple[int, int]:
+    """``(tasks per chunk, workers to start)`` for ``n_tasks``: about eight chunks per
+    worker (a hang or crash costs a re-run of one small chunk), 8 to ``most`` tasks each
+    (one message per tens of tasks; see :func:`chunk_limit`), and no more workers than
+    there are chunks."""
+    chunk = max(8, min(most, n_tasks // (workers * 8)))
+    return chunk, max(1, min(workers, -(-n_tasks // chunk)))
+
+
+def drive(executor: ChunkExecutor, chunks: Iterator[list[tuple]],
+          on_results: Callable[[list[Result]], None], poll_seconds: float) -> None:
+    """Run every chunk of ``chunks`` on ``executor`` and hand each :meth:`poll`'s results
+    to ``on_results``, until every task is back. Chunks are taken from the iterator only
+    while fewer than one per worker wait (so a plan of 800,000 rows is never queued whole);
+    ``on_results`` is called at least every ``poll_seconds``, also with no results, so a
+    caller can do its periodic work there (the batch's checkpoints)."""
+    exhausted = False
+    while True:
+        while not exhausted and executor.queued < executor.n_workers:
+            chunk = next(chunks, None)
+            if chunk is None:
+                exhausted = True
+            else:
+                executor.submit(chunk)
+        if exhausted and executor.idle:
+            break
+        on_results(executor.poll(poll_seconds))

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from ..arrays import StringColumn, positions, text_scalar
 from ..errors import one_line
+from ..fileio import open_regular_text
 from ..metadata import normalise_study_id
 from . import BatchError
 from .ledger import Entry, Ledger, describe_file
@@ -37,8 +38,8 @@ BLOCK = 65536
 def open_csv(path: str | os.PathLike[str]) -> tuple[Any, list[str], IO[str]]:
     """``(reader, header, handle)`` for a CSV as pandas would read it (UTF-8, BOM allowed);
     the caller closes ``handle``."""
-    try:
-        handle = open(path, newline="", encoding="utf-8-sig")
+    try:  # a FIFO is refused, not waited on: no worker has started, no timeout runs yet
+        handle = open_regular_text(path)
     except OSError as exc:
         raise BatchError(f"cannot read {path}: {exc.strerror}") from None
     reader = csv.reader(handle)

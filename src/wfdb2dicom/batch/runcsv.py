@@ -22,9 +22,12 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from ..fileio import open_regular_text
 from . import BatchError
 
 NO_VALUE = frozenset(("", "NA"))
@@ -122,39 +125,27 @@ class RunCsv:
     def rows(self) -> Iterator[RunRow]:
         """Every data row, in order; a missing file or column is a one-line
         :class:`~wfdb2dicom.batch.BatchError`."""
-        try:
-            handle = open(self.path, newline="", encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise BatchError(f"output CSV not found: {self.path}") from None
-        except OSError as exc:
-            raise BatchError(f"cannot read {self.path}: {exc.strerror}") from None
-        with handle:
-            reader = csv.reader(handle)
-            try:
-                header = next(reader, None) or []
-                missing = [c for c in self.columns if c not in header]
-                if missing:
-                    raise BatchError(f"{self.path}: missing column(s) {', '.join(missing)} "
-                                     "(expected a batch run's output CSV)")
-                at = [header.index(c) for c in self.columns]
-                if not self.has_path:
-                    at.insert(1, -1)
-                path_at = at[1]
-                line = 0
-                for row in reader:
-                    if not row:
-                        continue
-                    line += 1
-                    cells = [row[i].strip() if 0 <= i < len(row) else "" for i in at]
-                    dcm, error = cells[2], cells[3]
-                    yield RunRow(
-                        line, cells[0], cells[1] if path_at >= 0 else "",
-                        "" if dcm in NO_VALUE else dcm,
-                        None if error in NO_VALUE else error,
-                    )
-            except (csv.Error, UnicodeDecodeError) as exc:
-                raise BatchError(f"{self.path} line {reader.line_num}: not a readable CSV "
-                                 f"({exc})") from None
+        with _open_csv(self.path, "output CSV") as (reader, header):
+            missing = [c for c in self.columns if c not in header]
+            if missing:
+                raise BatchError(f"{self.path}: missing column(s) {', '.join(missing)} "
+                                 "(expected a batch run's output CSV)")
+            at = [header.index(c) for c in self.columns]
+            if not self.has_path:
+                at.insert(1, -1)
+            path_at = at[1]
+            line = 0
+            for row in reader:
+                if not row:
+                    continue
+                line += 1
+                cells = [row[i].strip() if 0 <= i < len(row) else "" for i in at]
+                dcm, error = cells[2], cells[3]
+                yield RunRow(
+                    line, cells[0], cells[1] if path_at >= 0 else "",
+                    "" if dcm in NO_VALUE else dcm,
+                    None if error in NO_VALUE else error,
+                )
 
     @property
     def manifest(self) -> Path:
@@ -167,7 +158,7 @@ class RunCsv:
 
         The one place that says where a run's objects are.
         """
-        if self.manifest.is_file():
+        if self.manifest.exists():  # a FIFO there is refused, not passed over
             yield from self._manifest_objects()
             return
         for row in self.rows():
@@ -177,29 +168,42 @@ class RunCsv:
 
     def _manifest_objects(self) -> Iterator[RunObject]:
         path = self.manifest
+        with _open_csv(path, "manifest") as (reader, header):
+            if tuple(header) != MANIFEST_COLUMNS:
+                raise BatchError(f"{path}: not a run's manifest of objects (columns "
+                                 f"{', '.join(header) or 'none'})")
+            for cells in reader:
+                if not cells:
+                    continue
+                if len(cells) != len(MANIFEST_COLUMNS):
+                    raise ValueError(f"{len(cells)} cells, not {len(MANIFEST_COLUMNS)}")
+                (row, study_id, record, dcm, sop, modality, segment, part, start,
+                 channels, left_out) = cells
+                yield RunObject(
+                    study_id, record, dcm, self.resolve(dcm), int(row), sop, modality,
+                    int(segment), int(part), start,
+                    tuple(channels.split(CHANNEL_SEPARATOR)) if channels else (),
+                    left_out)
+
+
+@contextmanager
+def _open_csv(path: Path, what: str) -> Iterator[tuple[Any, list[str]]]:
+    """``(reader, header)`` of a run's CSV (UTF-8, BOM allowed; ``[]`` for an empty file).
+    Every failure, opening or reading in the ``with`` body, is a one-line
+    :class:`~wfdb2dicom.batch.BatchError` naming ``path`` (and the line, once reading): a
+    missing file, a FIFO or device (refused as it is opened: ``verify`` and ``send`` have no
+    timeout), undecodable text, a malformed line, a cell that is no number (``ValueError``).
+    """
+    try:
+        handle = open_regular_text(path)
+    except FileNotFoundError:
+        raise BatchError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise BatchError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        reader = csv.reader(handle)
         try:
-            handle = open(path, newline="", encoding="utf-8-sig")
-        except OSError as exc:
-            raise BatchError(f"cannot read {path}: {exc.strerror}") from None
-        with handle:
-            reader = csv.reader(handle)
-            try:
-                header = next(reader, None) or []
-                if tuple(header) != MANIFEST_COLUMNS:
-                    raise BatchError(f"{path}: not a run's manifest of objects (columns "
-                                     f"{', '.join(header) or 'none'})")
-                for cells in reader:
-                    if not cells:
-                        continue
-                    if len(cells) != len(MANIFEST_COLUMNS):
-                        raise ValueError(f"{len(cells)} cells, not {len(MANIFEST_COLUMNS)}")
-                    (row, study_id, record, dcm, sop, modality, segment, part, start,
-                     channels, left_out) = cells
-                    yield RunObject(
-                        study_id, record, dcm, self.resolve(dcm), int(row), sop, modality,
-                        int(segment), int(part), start,
-                        tuple(channels.split(CHANNEL_SEPARATOR)) if channels else (),
-                        left_out)
-            except (csv.Error, UnicodeDecodeError, ValueError) as exc:
-                raise BatchError(f"{path} line {reader.line_num}: not a readable manifest "
-                                 f"({exc})") from None
+            yield reader, next(reader, None) or []
+        except (csv.Error, UnicodeDecodeError, ValueError) as exc:
+            raise BatchError(f"{path} line {reader.line_num}: not a readable {what} "
+                             f"({exc})") from None

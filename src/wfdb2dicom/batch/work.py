@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .ledger import ObjectEntry, encode_objects
+from .ledger import ObjectEntry, encode_objects, encode_single_object
 from .outcomes import DONE, FAILED, KEPT, describe_failure
 from .paths import Layout
 from .runcsv import CHANNEL_SEPARATOR, LEFT_OUT_SEPARATOR
@@ -181,6 +181,23 @@ class TaskRunner:
             return FAILED, describe_failure(result)
         folder, _, stem = rel.rpartition("/")
         folder = f"{folder}/" if folder else ""
+        if not result.several and not self._layout_writes:  # one object: all of MIMIC
+            (only,) = result.objects
+            info, left_out, path = only.info, result.left_out, None
+            try:
+                path = self.layout.output(rel)  # makes its directory
+                self._write(path, only.parts, tag=self.run_tag)
+                objects = (encode_single_object(f"{stem}.dcm", info.plan.sop_class_uid,
+                                                info.modality, info.start.isoformat(),
+                                                info.channels)
+                           if not left_out and info.segment == 1 and info.part == 1 else
+                           encode_objects([_entry(f"{stem}.dcm", info)],
+                                          _left_out_text(left_out)))
+            except Exception as exc:
+                if path is not None:
+                    _remove(path)
+                return FAILED, describe_failure(exc)
+            return DONE, None, None, objects, len(left_out)
         names: list[str] = []
         entries: list[ObjectEntry] = []
         written: list[str] = []
@@ -195,18 +212,25 @@ class TaskRunner:
                     self._write(path, obj.parts, tag=self.run_tag)
                     written.append(path)
                 names.append(name)
-                entries.append((name, info.plan.sop_class_uid, info.modality, info.segment,
-                                info.part, info.start.isoformat(),
-                                CHANNEL_SEPARATOR.join(info.channels)))
+                entries.append(_entry(name, info))
         except Exception as exc:
             for path in written:
                 _remove(path)
             return FAILED, describe_failure(exc)
-        left_out = LEFT_OUT_SEPARATOR.join(
-            f"{signal.label} (segment {signal.segment}): {signal.reason}"
-            for signal in result.left_out)
         files = "\n".join(names) if result.several else None
-        return DONE, None, files, encode_objects(entries, left_out), len(result.left_out)
+        return (DONE, None, files, encode_objects(entries, _left_out_text(result.left_out)),
+                len(result.left_out))
+
+
+def _entry(name: str, info: Any) -> ObjectEntry:
+    """What the manifest says of one object (a :class:`~wfdb2dicom.object_plan.PlannedObject`)."""
+    return (name, info.plan.sop_class_uid, info.modality, info.segment, info.part,
+            info.start.isoformat(), CHANNEL_SEPARATOR.join(info.channels))
+
+
+def _left_out_text(left_out: list) -> str:
+    return LEFT_OUT_SEPARATOR.join(
+        f"{signal.label} (segment {signal.segment}): {signal.reason}" for signal in left_out)
 
 
 def _remove(path: str) -> None:

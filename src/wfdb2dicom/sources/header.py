@@ -12,7 +12,6 @@ A table's values win over these (:func:`with_header`).
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from functools import lru_cache
 
@@ -80,4 +79,4 @@ def with_header(metadata: StudyMetadata | None,
         return header
     taken = {name: getattr(header, name) for name in _MERGED_FIELDS
              if not getattr(metadata, name) and getattr(header, name)}
-    return dataclasses.replace(metadata, **taken) if taken else metadata
+    return metadata._replace(**taken) if taken else metadata
