@@ -273,7 +273,11 @@ class DaskPool:
             with dask.config.set(config):
                 self._cluster = distributed.LocalCluster(
                     n_workers=n_workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=40,  # logging.ERROR
+                    dashboard_address=None,
+                    # Dask's own log lines say, with tracebacks, what the rows' errors
+                    # say in one line: a hung worker's restart logged its tasks "marked
+                    # as failed" and the dying worker's broken heartbeat, at ERROR.
+                    silence_logs=50,  # logging.CRITICAL
                     # No dashboard, but the scheduler still serves /health on HTTP, at
                     # 8787 by default: a second run printed a warning that it was taken.
                     scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
