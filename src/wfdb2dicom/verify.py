@@ -176,8 +176,7 @@ def _row_covers(objects: list[RunObject]) -> dict[int, Covers]:
             per_segment.setdefault(segment, Counter())[label] += 1
         accounted[row] = tuple(sorted((segment, tuple(sorted(labels.elements())))
                                       for segment, labels in per_segment.items()))
-    covers = {index: accounted.get(row, ()) for row, index in firsts.items()}
-    return covers
+    return {index: accounted.get(row, ()) for row, index in firsts.items()}
 
 
 def _left_out_signals(text: str) -> list[tuple[str, int]]:
