@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wfdb2dicom.atomic import sweep_temps
@@ -36,7 +36,7 @@ from wfdb2dicom.batch.outcomes import (
 from wfdb2dicom.batch.paths import Layout, UnsafePath, normalise_record_path
 from wfdb2dicom.batch.plan import build_plan, group_by_path, read_input
 from wfdb2dicom.batch.pool import START_METHOD_ENV, WorkerPool, start_method
-from wfdb2dicom.batch.report import ErrorLog
+from wfdb2dicom.batch.report import CsvText, ErrorLog
 from wfdb2dicom.batch.runcsv import CHANNEL_SEPARATOR
 from wfdb2dicom.convert import MISSING_METADATA as CONVERT_MISSING_METADATA
 from wfdb2dicom.validate import ValidationFailed
@@ -69,6 +69,24 @@ def test_single_object_entry_equals_the_general_encoding(name, channels, start) 
     assert encode_single_object(name, sop, modality, start.isoformat(),
                                 tuple(channels)) == expected
     assert decode_objects(expected)[0][0][0] == name
+
+
+@settings(max_examples=500, deadline=None)
+@given(rows=st.lists(st.lists(st.one_of(
+    st.text(st.sampled_from(list('ab,"\n\r \t\\é')), max_size=6), st.integers(), st.none()),
+    max_size=5), max_size=6))
+def test_csv_text_equals_csv_writer(rows) -> None:
+    """The batch's CSV fast path writes exactly what csv.writer writes, quoting included."""
+    import io
+
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    lines = CsvText()
+    for row in rows:
+        writer.writerow(row)
+        lines.row(row)
+    assert lines.take() == expected.getvalue()
+    assert lines.take() == ""
 
 
 # -- paths -------------------------------------------------------------------------------------

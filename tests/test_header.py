@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import wfdb
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wfdb2dicom.errors import RecordError
 from wfdb2dicom.header import (
@@ -174,3 +176,19 @@ def test_record_line_found_after_comments_and_blank_lines(
         header = read_any_header(copy)
         assert isinstance(header, MultiSegmentHeader) is multi
         assert header.record_name == source.stem
+
+
+@settings(max_examples=3000, deadline=None)
+@given(fields=st.lists(st.text(st.sampled_from(list("0123456789:.+-Z T\u0661")), min_size=2,
+                               max_size=2), min_size=3, max_size=3))
+def test_base_time_fast_path_agrees_with_the_general_rule(fields: list[str]) -> None:
+    """``HH:MM:SS`` is parsed by ``datetime.time.fromisoformat`` (in C); whatever it accepts
+    or refuses must be what the general ``[[HH:]MM:]SS[.fff]`` rule gives."""
+    from wfdb2dicom.header import _parse_time, _time_of_day
+
+    value = ":".join(fields)
+    try:
+        parsed = _parse_time(value, "test")
+    except RecordError:
+        parsed = None
+    assert parsed == _time_of_day(value)

@@ -385,16 +385,19 @@ def _valid_record_name(name: str) -> bool:
 
 def _parse_time(value: str, source: str) -> dt.time:
     """``[[HH:]MM:]SS[.fff]`` as a time of day."""
+    if len(value) == 8 and value[2] == ":" and value[5] == ":":  # HH:MM:SS, as most are
+        try:
+            return dt.time.fromisoformat(value)  # in C: base times hardly repeat
+        except ValueError:
+            pass
     parsed = _time_of_day(value)
     if parsed is None:
         raise RecordError(f"{source}: bad base time {value!r} (expected HH:MM:SS)")
     return parsed
 
 
-@lru_cache(maxsize=4096)
 def _time_of_day(value: str) -> dt.time | None:
-    """:func:`_parse_time`'s value, None for a bad time; cached, as a corpus's records start
-    at a few thousand distinct seconds.
+    """:func:`_parse_time`'s value, None for a bad time.
 
     Out-of-range numbers raise OverflowError (``dt.time`` on a huge hour, ``int`` of an
     infinite second), not ValueError: both are a bad time.
@@ -423,7 +426,8 @@ def _parse_date(value: str, source: str) -> dt.date:
 
 @lru_cache(maxsize=4096)
 def _date_of(value: str) -> dt.date | None:
-    """:func:`_parse_date`'s value, None for a bad date (cached like :func:`_time_of_day`)."""
+    """:func:`_parse_date`'s value, None for a bad date (cached: a corpus's records fall on a
+    few thousand days)."""
     try:
         day, month, year = (int(p) for p in value.split("/"))
         return dt.date(year, month, day)

@@ -202,7 +202,8 @@ class Layout:
         safe = self._safe[root]
         if folder in safe:
             return True
-        if not self._dir_inside(root, folder.rpartition("/")[0], make=make):
+        parent = folder.rpartition("/")[0]
+        if parent and parent not in safe and not self._dir_inside(root, parent, make=make):
             return False
         full = self._prefix[root] + self._native(folder)
         made = False
