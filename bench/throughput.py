@@ -27,7 +27,9 @@ wide to trust them. CPU per record, also marginal, goes beside them.
 The clock of this shared VM is noisy and charges stolen time to processes, so it ends with a
 cost that noise cannot move: system calls (strace -c -f) and user-space instructions
 (valgrind's cachegrind) per record, of ONE worker's work run alone (bench/one_worker.py, no
-parent polling beside it), marginal between --cost-small and --cost-large records.
+parent polling beside it), marginal between --cost-small and --cost-large records, and the
+instructions of the batch's parent per record (the whole batch with one worker, counted in
+the parent alone).
 """
 
 from __future__ import annotations
@@ -281,8 +283,24 @@ def deterministic_costs(args: argparse.Namespace, base: Path, corpus, rels: list
         print(f"where one {kind} worker's time goes, by stage ({args.cost_large} records, "
               f"in-process, clock time):\n{stages.rstrip()}", flush=True)
 
+    def parent_command(size: str) -> list[str]:
+        """The whole batch with one worker: valgrind counts its parent alone (the worker comes
+        from the fork server, which valgrind does not follow: Python starts it by exec)."""
+        out = work / f"out-parent-{size}"
+        shutil.rmtree(out, ignore_errors=True)
+        for leftover in work.glob(f"parent-{size}.csv*"):
+            leftover.unlink()
+        return [python, str(REPO / "run_convert.py"), "--input_csv", str(work / f"{size}.csv"),
+                "--output_csv", str(work / f"parent-{size}.csv"), "--wfdb_dir",
+                str(corpus.root), "--dcm_dir", str(out), "--df_info_pkl",
+                str(corpus.machine_measurements_csv), "--workers", "1", "--checkpoint", "500"]
+
     extra = args.cost_large - args.cost_small
     costs: dict[str, dict[str, float | None]] = {}
+    if "batch" in args.instructions_for:
+        counts = [valgrind_instructions(parent_command(size), env, work) for size in sizes]
+        costs["parent"] = {"syscalls": None, "instructions": None if None in counts
+                           else (counts[1] - counts[0]) / extra}  # type: ignore[operator]
     for kind in kinds:
         costs[kind] = {}
         for name, measure in (("syscalls", strace_calls), ("instructions", valgrind_instructions)):
@@ -513,6 +531,10 @@ def report_costs(args: argparse.Namespace, base: Path, corpus: Any, rels: list[s
         calls, instructions = costs[kind]["syscalls"], costs[kind]["instructions"]
         print(f"  {kind:8s} {'-' if calls is None else f'{calls:.1f}':>14s} "
               f"{'-' if instructions is None else f'{instructions:,.0f}':>14s}")
+    parent = costs.get("parent", {}).get("instructions")
+    if parent is not None:
+        print(f"  {'parent':8s} {'-':>14s} {parent:14,.0f}   (the batch's parent, per record: "
+              "planning, results, ledger, output CSV and manifest)")
     floor_c, batch_c = costs["floor"], costs["batch"]
     if floor_c["syscalls"] and batch_c["syscalls"]:
         print(f"  batch / floor: system calls {batch_c['syscalls'] / floor_c['syscalls']:.2f}"

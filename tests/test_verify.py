@@ -176,6 +176,10 @@ def test_verify_a_batch_run_by_its_output_csv_alone(demo_corpus, tmp_path) -> No
     proc = verify("--output_csv", str(out), "--workers", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{len(demo_corpus.good)} passed, 0 failed" in proc.stdout
+    # one object per row: what the row accounts for is the object itself (nothing more to
+    # send or check), and the ledger's claim stays the record path (earlier passes hold)
+    tasks = read_run(out, demo_corpus.root)
+    assert tasks and all(t.covers == () and t.claim == t.record_path for t in tasks)
 
 
 PHYSIONET_RECORDS = ["100", "3000003_0003", "s0010_re", "test01_00s"]
@@ -444,3 +448,107 @@ def test_parts_that_do_not_cover_their_segment_fail_naming_the_study(
     failures = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
     assert failures and all(line.startswith("FAIL test01_00s\t") for line in failures)
     assert any(reason in line for line in failures), failures
+
+
+# --- a row's objects together hold every signal of every segment ---------------------------
+
+SEGMENTED = {"041s": "multi-segment/041s/041s",
+             "s25047": "multi-segment/s25047/s25047-2704-05-04-10-44"}
+"""Multi-segment records: 041s (2 segments, 7 signals each: ECG, HD, pulse and respiration
+objects), s25047 (a layout segment, a gap, 18 segments of ECG, ABP in the last two)."""
+
+
+def _segmented_batch(physionet_dir: Path, work: Path, *options: str) -> Path:
+    """``wfdb2dicom batch`` of :data:`SEGMENTED` (two-minute parts); its output CSV."""
+    import shutil
+
+    root = work / "wfdb"
+    for study, rel in SEGMENTED.items():
+        source = physionet_dir / "wfdb-python" / rel
+        shutil.copytree(source.parent, root / study)
+    listing = work / "in.csv"
+    listing.write_text("study_id,path\n" + "".join(
+        f"{study},{study}/{Path(rel).name}\n" for study, rel in SEGMENTED.items()))
+    output_csv = work / "out.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "wfdb2dicom.cli", "batch", "--input_csv", str(listing),
+         "--output_csv", str(output_csv), "--wfdb_dir", str(root), "--dcm_dir",
+         str(work / "dcm"), "--workers", "2", "--no-progress", "--acquisition-datetime",
+         "2000-01-01T00:00:00", "--max-duration", "120", *options],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return output_csv
+
+
+@pytest.fixture(scope="module")
+def segmented_run(physionet_dir: Path, tmp_path_factory) -> Path:
+    """A batch run of :data:`SEGMENTED`: its folder (out.csv, its manifest, wfdb/, dcm/)."""
+    return _segmented_batch(physionet_dir, tmp_path_factory.mktemp("segmented")).parent
+
+
+@pytest.mark.parametrize(("gone", "study", "reason"), [
+    (["041s_s0002_p001_hd.dcm"], "041s", "segment 2 signal 'ABP'"),  # one HD object
+    (["041s_s0001_p001_"], "041s", "segment 1 signal 'III'"),  # all of segment 1 (the first)
+    (["_s0019_p001_"], "s25047", "segment 19 signal 'II'"),  # ECG and HD of segment 19
+    (["_s0003_p002_ecg.dcm", "_s0005_p001_"], "s25047", "segment 5 signal 'II'"),
+])
+def test_an_object_missing_from_its_row_fails_naming_study_and_signal(
+        segmented_run: Path, tmp_path: Path, gone: list[str], study: str, reason: str) -> None:
+    """Objects gone from the manifest and the disk, after a verify that passed the intact
+    run (its ledger does not hide them): the row fails, naming the segment and signal no
+    object holds (a part gone, too, fails its neighbour as before)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(segmented_run, run)
+    manifest = run / "out.csv.objects.csv"
+    manifest.write_text(manifest.read_text().replace(str(segmented_run), str(run)))
+    intact = verify("--output_csv", str(run / "out.csv"), "--workers", "2")
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+
+    lines = manifest.read_text().splitlines(keepends=True)
+    kept, dropped = [], []
+    for line in lines:
+        cells = line.split(",")
+        hit = cells[1] == study and any(part in cells[3] for part in gone)
+        (dropped if hit else kept).append(line)
+    assert dropped
+    for line in dropped:
+        Path(line.split(",")[3]).unlink()
+    manifest.write_text("".join(kept))
+    proc = verify("--output_csv", str(run / "out.csv"), "--workers", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failures = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
+    assert failures and all(line.startswith(f"FAIL {study}\t") for line in failures)
+    assert any(f"NotCovered: {reason} is in no object and not listed as left out" in line
+               for line in failures), failures
+
+
+def test_signals_left_out_pass_and_must_be_listed(physionet_dir: Path, tmp_path: Path) -> None:
+    """A run that leaves ABP out (``--signal-class ABP=other``) verifies: its manifest lists
+    ABP as left out in each segment. Without that listing, ABP is in no object: it fails."""
+    output_csv = _segmented_batch(physionet_dir, tmp_path, "--signal-class", "ABP=other")
+    manifest = output_csv.with_name("out.csv.objects.csv")
+    with manifest.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    left_out = {row["study_id"]: row["left_out"] for row in rows if row["left_out"]}
+    assert "ABP (segment 2): " in left_out["041s"]
+    assert "ABP (segment 20): " in left_out["s25047"]
+    assert not any("ABP" in row["channels"].split("|") for row in rows)
+    proc = verify("--output_csv", str(output_csv), "--workers", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"verified {len(rows)} objects: {len(rows)} passed, 0 failed" in proc.stdout
+
+    for row in rows:
+        if row["study_id"] == "041s":
+            row["left_out"] = row["left_out"].replace("ABP (segment 2): ", "ABP (segment 1): ")
+    with manifest.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    proc = verify("--output_csv", str(output_csv), "--workers", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (failure,) = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
+    assert failure.startswith("FAIL 041s\t")
+    assert ("NotCovered: segment 2 signal 'ABP' is in no object and not listed as left out"
+            in failure)

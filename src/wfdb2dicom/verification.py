@@ -72,6 +72,12 @@ STAGES = ("object read", "object check", "source header", "source samples", "com
 """Where a check's time goes (:class:`StageClock`)."""
 
 
+Covers = tuple[tuple[int, tuple[str, ...]], ...]
+"""What a run's row accounts for: ``(segment, labels)`` of each segment it names, each
+label as often as the row's objects hold it or its ``left_out`` names it. ``()``: the row is
+one object and nothing left out, so what it accounts for is the object's own signals."""
+
+
 class Signature(NamedTuple):
     """Sizes and modification times of an object and of the source files it was checked
     against, taken before they were read: the verify ledger's test of "unchanged"."""
@@ -275,7 +281,7 @@ class ObjectChecker:
     def __init__(self, clock: StageClock | None = None) -> None:
         self.clock = clock or StageClock()
         self._layouts: dict[tuple[str, tuple[bool, ...]], SourceLayout] = {}
-        self._segments: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._segments: dict[tuple[str, str], tuple[tuple[str, ...], tuple[int, ...]]] = {}
         self._groups: dict[tuple[SourceLayout, tuple], str | None] = {}
         self.compared = {"bytes": 0, "arrays": 0}
         """Objects compared by the fast path (bytes) and by decoding (arrays)."""
@@ -283,7 +289,7 @@ class ObjectChecker:
     def check(self, record_path: str, dcm_path: str, *, signals: tuple[str, ...] | None = None,
               frames: tuple[int, int] | None = None, decode: bool = False, segment: int = 1,
               offset_seconds: float | None = None,
-              end_seconds: float | None = None) -> Outcome:
+              end_seconds: float | None = None, covers: Covers | None = None) -> Outcome:
         """Whether ``dcm_path`` holds ``signals`` (default: all) of ``record_path`` over
         ``frames`` (``(start, stop)``, default: all) exactly, and nothing else.
 
@@ -296,6 +302,9 @@ class ObjectChecker:
         holding fewer or more, so the parts of a segment together cover it exactly.
         ``decode``: compare decoded arrays even where the bytes could be compared (the
         reference the fast path is tested against).
+        ``covers``: the object is its row's first, and this is what the row accounts for:
+        every signal of every segment with samples must be among it
+        (:meth:`_coverage_problem`), or the object fails ``NotCovered``.
         """
         import pydicom
 
@@ -328,13 +337,17 @@ class ObjectChecker:
             try:
                 header_text, header_stat = read_file_and_stat(base + ".hea")
                 text = header_text.decode("latin-1")
+                master = None
                 if blank_header(text) is None:  # a multi-segment record: its segment
                     stats.append(f"{os.path.basename(base)}.hea:{header_stat}")
+                    master = (base, header_stat)
                     base = self._segment_base(base, header_stat, segment)
                     header_text, header_stat = read_file_and_stat(base + ".hea")
                     text = header_text.decode("latin-1")
                 layout, record_name = self._layout(text, base)
                 files = layout.files_of(record_name)
+                uncovered = (None if covers is None else self._coverage_problem(
+                    covers, signals, master, segment, layout, stats))
             except Exception as exc:
                 return Outcome(f"SourceUnreadable: {_describe(exc)}", None)
         folder = os.path.dirname(base)
@@ -368,21 +381,74 @@ class ObjectChecker:
             else:
                 problem = _compare_arrays(ds, facts, source, signals, offset_seconds,
                                           end_seconds)
+        if uncovered is not None:  # the row's fault, beside any of the object's own
+            problem = uncovered if problem is None else f"{problem}; {uncovered}"
         return Outcome(problem, signature)
+
+    def _coverage_problem(self, covers: Covers, signals: tuple[str, ...] | None,
+                          master: tuple[str, str] | None, segment: int,
+                          layout: SourceLayout, stats: list[str]) -> str | None:
+        """``NotCovered: …`` unless every signal of every segment with samples (of a
+        multi-segment record ``master``, ``(path, header stat)``: each its segment list
+        names but gaps and zero-length layout segments; else the record's) is accounted for
+        by ``covers``, as often as the header has it; the headers read are added to
+        ``stats``. A row of one object (``covers`` ``()``) accounts for that object's
+        ``signals`` in its ``segment``: a single-segment record's object that holds every
+        signal (as the object check then proves) costs nothing here."""
+        from collections import Counter
+
+        if not covers:
+            own = layout.names if signals is None else tuple(signals)
+            if master is None and own == layout.names:
+                return None
+            covers = ((segment, own),)
+        accounted = {number: Counter(labels) for number, labels in covers}
+        if master is None:
+            segments = [(1, layout)]
+        else:
+            base, header_stat = master
+            names, lengths = self._segment_list(base, header_stat)
+            folder = os.path.dirname(base)
+            segments = []
+            for number, (name, length) in enumerate(zip(names, lengths, strict=True), 1):
+                if name == "~" or not length:
+                    continue
+                if number == segment:
+                    segments.append((number, layout))
+                    continue
+                text, stat = read_file_and_stat(os.path.join(folder, name + ".hea"))
+                stats.append(f"{name}.hea:{stat}")
+                segments.append((number, self._layout(text.decode("latin-1"),
+                                                      os.path.join(folder, name))[0]))
+        for number, seg_layout in segments:
+            have = accounted.get(number, Counter())
+            for label, count in Counter(seg_layout.names).items():
+                if have[label] < count:
+                    return (f"NotCovered: segment {number} signal {label!r} is in no object "
+                            "and not listed as left out")
+        return None
 
     # -- caches ------------------------------------------------------------------------
 
-    def _segment_base(self, base: str, header_stat: str, segment: int) -> str:
-        """The record path of ``segment`` (from 1) of the multi-segment record ``base``."""
+    def _segment_list(self, base: str, header_stat: str) -> tuple[tuple[str, ...],
+                                                                  tuple[int, ...]]:
+        """Names and lengths (samples) of the segments the multi-segment record ``base``
+        lists, by ``wfdb.rdheader`` once per master header."""
         key = (base, header_stat)
-        names = self._segments.get(key)
-        if names is None:
+        listed = self._segments.get(key)
+        if listed is None:
             import wfdb
 
-            names = tuple(wfdb.rdheader(base).seg_name)
+            header = wfdb.rdheader(base)
+            listed = (tuple(header.seg_name), tuple(int(n) for n in header.seg_len))
             if len(self._segments) >= CACHE_LIMIT:
                 self._segments.clear()
-            self._segments[key] = names
+            self._segments[key] = listed
+        return listed
+
+    def _segment_base(self, base: str, header_stat: str, segment: int) -> str:
+        """The record path of ``segment`` (from 1) of the multi-segment record ``base``."""
+        names = self._segment_list(base, header_stat)[0]
         if not 1 <= segment <= len(names) or names[segment - 1] == "~":
             raise ConversionError(f"the record has no segment {segment} with samples")
         return os.path.join(os.path.dirname(base), names[segment - 1])
@@ -592,8 +658,9 @@ def _describe(exc: BaseException) -> str:
 
 
 Task = tuple
-"""``(task_id, record path, object path[, signals, segment, offset_seconds, end_seconds])``:
-one object for a verify worker (the optional part as :meth:`ObjectChecker.check` takes it)."""
+"""``(task_id, record path, object path[, signals, segment, offset_seconds, end_seconds,
+covers])``: one object for a verify worker (the optional part as :meth:`ObjectChecker.check`
+takes it)."""
 
 
 class VerifyRunner:
@@ -635,11 +702,12 @@ class VerifyRunner:
         results = []
         for task_id, record_path, dcm_path, *where in tasks:
             mark(task_id)
-            signals, segment, offset, end = where if where else (None, 1, None, None)
+            signals, segment, offset, end, covers = (
+                (*where, None)[:5] if where else (None, 1, None, None, None))
             try:
                 problem, signature = checker.check(record_path, dcm_path, signals=signals,
                                                    segment=segment, offset_seconds=offset,
-                                                   end_seconds=end)
+                                                   end_seconds=end, covers=covers)
             except Exception as exc:  # a check reports, never crashes the worker
                 problem, signature = _describe(exc), None
             stats = signature or ("", "")

@@ -23,6 +23,7 @@ from .errors import ConversionError
 
 if TYPE_CHECKING:
     from .batch.runcsv import RunObject
+    from .verification import Covers
 
 CHECKPOINT = 2000
 """Verdicts per ledger commit (``--checkpoint``): a kill loses at most this many."""
@@ -65,21 +66,33 @@ class VerifyTask(NamedTuple):
     problem: str | None = None
     """What the manifest alone shows wrong (its parts of the segment are not numbered 1, 2,
     ...): the verdict, without reading the object."""
+    covers: Covers | None = None
+    """On a row's first object (of a run with a manifest): every signal the row accounts
+    for (:data:`~wfdb2dicom.verification.Covers`), which the check holds to every signal of
+    every segment of the record; None: no such check with this object."""
 
     @property
     def claim(self) -> str:
         """The source and the place in it the object must hold, as the verify ledger keeps
-        it: a part's claim changes when a neighbour goes, so its earlier pass is not
-        trusted. A whole object's is its record path alone (as ledgers before parts kept)."""
-        if self.offset_seconds is None:
-            return self.record_path
-        return (f"{self.record_path}#segment={self.segment}&from={self.offset_seconds!r}"
-                f"&to={self.end_seconds!r}")
+        it: a part's claim changes when a neighbour goes, and a row's first object's when
+        any object of the row goes, so an earlier pass is not trusted then. A whole object's
+        is its record path alone (as ledgers before parts kept), also when it is its row's
+        only object (nothing else of the row can go)."""
+        claim = self.record_path
+        if self.offset_seconds is not None:
+            claim += (f"#segment={self.segment}&from={self.offset_seconds!r}"
+                      f"&to={self.end_seconds!r}")
+        if self.covers:
+            import hashlib
+
+            digest = hashlib.sha256(repr(self.covers).encode()).hexdigest()[:16]
+            claim += ("&" if "#" in claim else "#") + f"covers={digest}"
+        return claim
 
     def for_worker(self, task_id: int) -> tuple:
         """What a worker checks (:data:`~wfdb2dicom.verification.Task`)."""
         return (task_id, self.record_path, self.dcm_path, self.signals, self.segment,
-                self.offset_seconds, self.end_seconds)
+                self.offset_seconds, self.end_seconds, self.covers)
 
 
 def verify_object(record_path: str | Path, dcm_path: str | Path) -> str | None:
@@ -103,6 +116,10 @@ def read_run(
     each part to its span, so a part missing from the run (its line and file gone) or
     parts that overlap fail a neighbour, naming the study. Rows whose objects are each
     whole (all of MIMIC-IV-ECG) cost nothing more here.
+
+    A row's objects together must hold every signal of every segment of its record, but
+    those it lists as left out: its first object carries what the row accounts for
+    (:func:`_row_covers`), which its check holds to the record's headers.
     """
     from .batch.runcsv import RunCsv
 
@@ -117,6 +134,7 @@ def read_run(
     spans: dict[int, tuple[float | None, float | None, str | None]] = {}
     for siblings in parts.values():
         spans.update(_part_spans(objects, siblings))
+    firsts = _row_covers(objects)
     tasks = []
     for index, obj in enumerate(objects):
         record = Path(obj.record_path)
@@ -124,8 +142,54 @@ def read_run(
             record = record.with_suffix("")
         offset, end, problem = spans.get(index, (None, None, None))
         tasks.append(VerifyTask(obj.study_id, str(wfdb_dir / record), obj.file,
-                                obj.channels or None, obj.segment, offset, end, problem))
+                                obj.channels or None, obj.segment, offset, end, problem,
+                                firsts.get(index)))
     return tasks
+
+
+def _row_covers(objects: list[RunObject]) -> dict[int, Covers]:
+    """``index -> covers`` of each row's first object, of a run that wrote a manifest: per
+    segment, each signal label as often as the row accounts for it (held by the objects of
+    an IOD, the most any one part holds, summed over IODs; or left out). A row of one object
+    and nothing left out (all of MIMIC-IV-ECG) gets ``()``: its object's own signals, which
+    the object check reads anyway (nothing more to build, send or hash)."""
+    from collections import Counter
+
+    firsts: dict[int, int] = {}
+    several: dict[int, list[RunObject]] = {}
+    for index, obj in enumerate(objects):
+        if not obj.sop_class_uid:  # no manifest: one object per row, nothing to say
+            continue
+        first = firsts.setdefault(obj.row, index)
+        if first != index or obj.left_out:
+            several.setdefault(obj.row, [] if first == index else [objects[first]]).append(obj)
+    accounted: dict[int, Covers] = {}
+    for row, members in several.items():
+        held: dict[tuple[int, str], Counter[str]] = {}
+        for obj in members:
+            most = held.setdefault((obj.segment, obj.sop_class_uid), Counter())
+            most |= Counter(obj.channels)  # the most any one part of the IOD holds
+        per_segment: dict[int, Counter[str]] = {}
+        for (segment, _), labels in held.items():
+            per_segment.setdefault(segment, Counter()).update(labels)
+        for label, segment in _left_out_signals(members[0].left_out):
+            per_segment.setdefault(segment, Counter())[label] += 1
+        accounted[row] = tuple(sorted((segment, tuple(sorted(labels.elements())))
+                                      for segment, labels in per_segment.items()))
+    return {index: accounted.get(row, ()) for row, index in firsts.items()}
+
+
+def _left_out_signals(text: str) -> list[tuple[str, int]]:
+    """``(label, segment)`` of each signal a manifest's ``left_out`` cell names (written as
+    ``label (segment N): reason``, joined by :data:`~wfdb2dicom.batch.runcsv.
+    LEFT_OUT_SEPARATOR`; a reason that holds the separator continues the entry before)."""
+    import re
+
+    from .batch.runcsv import LEFT_OUT_SEPARATOR
+
+    entries = (re.match(r"(.*?) \(segment (\d+)\): ", entry)
+               for entry in text.split(LEFT_OUT_SEPARATOR)) if text else ()
+    return [(match[1], int(match[2])) for match in entries if match]
 
 
 def _part_spans(objects: list[RunObject], indexes: list[int],

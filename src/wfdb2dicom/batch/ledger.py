@@ -441,8 +441,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 Verified = tuple[str, str, int, "str | None", str, str]
 """``(dcm_path, record_path, ok, problem, object_stat, source_stat)``: one ``verified`` row;
-``record_path`` is :attr:`~wfdb2dicom.verify.VerifyTask.claim` (the record, and a part's
-place in it), the stats as :class:`~wfdb2dicom.verification.Signature` holds them."""
+``record_path`` is :attr:`~wfdb2dicom.verify.VerifyTask.claim` (the record, a part's
+place in it, and on a row's first object a digest of what the row accounts for), the stats
+as :class:`~wfdb2dicom.verification.Signature` holds them."""
 
 
 def verified_path(output_csv: str | os.PathLike[str]) -> Path:
