@@ -9,7 +9,8 @@ so every version converts the same records), then runs bench/one_worker.py's bat
 under valgrind's cachegrind at two sizes, with the code imported from ``--src`` (default this
 checkout's src/; give another checkout's src/ to measure an older commit on the same corpus).
 The difference between the sizes, per record, is the cost of the extra records alone (start-up
-and imports cancel). PYTHONHASHSEED and OPENBLAS_NUM_THREADS are fixed so two runs of the same
+and imports cancel). PYTHONHASHSEED, OPENBLAS_NUM_THREADS and OMP_NUM_THREADS (Arrow's thread
+pool, whose waiting threads spin) are fixed so two runs of the same
 code count the same instructions.
 
 ``--annotate FILE`` writes where the extra records' instructions go, by C function (cg_diff of
@@ -67,7 +68,7 @@ def main() -> int:
     corpus = generate_corpus(base / "corpus", args.large, seed=1, broken=False)
     rels = list(corpus.good)
     env = dict(os.environ, PYTHONPATH=str(args.src.resolve()), PYTHONHASHSEED="0",
-               OPENBLAS_NUM_THREADS="1")
+               OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")  # Arrow's pool: one thread
     counts = {}
     for size, count in (("small", args.small), ("large", args.large)):
         listing = base / f"{size}.txt"

@@ -244,7 +244,10 @@ def deterministic_costs(args: argparse.Namespace, base: Path, corpus, rels: list
                         ) -> dict[str, dict[str, float | None]]:
     """Per kind, marginal system calls and instructions per record of one worker's work."""
     python = sys.executable
-    env = dict(env, PYTHONHASHSEED="0")  # the same dict and set orders in every run
+    # The same dict and set orders in every run; and Arrow's CSV reader on one thread: its
+    # pool's threads spin while they wait, so loading the metadata table took 488M and 1,080M
+    # instructions in two identical runs (445,343,447 and 445,335,342 on one thread).
+    env = dict(env, PYTHONHASHSEED="0", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     work = base / "cost"
     work.mkdir(exist_ok=True)
     sizes = {"small": args.cost_small, "large": args.cost_large}
