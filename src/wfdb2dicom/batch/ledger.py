@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from json.encoder import encode_basestring as encode_json_string
 from pathlib import Path
+from typing import TypeVar
 
 from . import BatchError, RunStopped
 from .runcsv import CHANNEL_SEPARATOR
@@ -183,12 +184,53 @@ def _take_lock(path: Path) -> int | None:
     return fd
 
 
+_Held = TypeVar("_Held", bound="_LockedDatabase")
+
+
+class _LockedDatabase:
+    """An SQLite file held for one run: its ``{path}.lock`` flock and SQLite's exclusive
+    lock, both released by :meth:`close`. The batch's ledger and verify's are both one."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, lock_fd: int | None) -> None:
+        self.path = path
+        self._db = db
+        self._lock_fd = lock_fd
+
+    def close(self) -> None:
+        try:
+            self._db.close()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+                self._lock_fd = None
+
+    def __enter__(self: _Held) -> _Held:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_locked_database(path: Path, schema: str, version: str, columns: dict[str, list[str]],
+                         change: str = "") -> tuple[sqlite3.Connection, bool, int | None]:
+    """:func:`open_database` after taking ``{path}.lock`` (:func:`_take_lock`); the lock's
+    descriptor is returned with the connection, and released if the file is refused."""
+    lock_fd = _take_lock(path)
+    try:
+        db, existed = open_database(path, lock_fd, schema, version, columns, change)
+    except BaseException:
+        if lock_fd is not None:
+            os.close(lock_fd)
+        raise
+    return db, existed, lock_fd
+
+
 def open_database(path: Path, lock_fd: int | None, schema: str, version: str,
                   columns: dict[str, list[str]],
                   change: str = "") -> tuple[sqlite3.Connection, bool]:
     """The SQLite file at ``path`` with ``schema`` (its tables' ``columns`` checked), under
     SQLite's exclusive lock until closed, once :func:`_take_lock` gave ``lock_fd``; whether
-    it held anything. Shared by the batch's ledger and verify's.
+    it held anything.
 
     A file of another schema ``version`` is refused as such, saying ``change`` (what the
     current version keeps that the older did not), before its tables are checked: an older
@@ -248,47 +290,21 @@ def _transaction(db: sqlite3.Connection, path: Path, write: Callable[[], None]) 
         raise
 
 
-class Ledger:
+class Ledger(_LockedDatabase):
     """An open ledger, locked for this run. Use :meth:`open` as a context manager."""
 
     def __init__(self, path: Path, db: sqlite3.Connection, existed: bool,
                  lock_fd: int | None = None) -> None:
-        self.path = path
+        super().__init__(path, db, lock_fd)
         self.existed = existed
         """False when this run created the ledger (a first run, or a seed output to adopt)."""
-        self._db = db
-        self._lock_fd = lock_fd
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Ledger:
         path = Path(path)
-        lock_fd = _take_lock(path)
-        try:
-            return cls._open_locked(path, lock_fd)
-        except BaseException:
-            if lock_fd is not None:
-                os.close(lock_fd)
-            raise
-
-    @classmethod
-    def _open_locked(cls, path: Path, lock_fd: int | None) -> Ledger:
-        db, existed = open_database(path, lock_fd, _SCHEMA, SCHEMA_VERSION, COLUMNS,
-                                    SCHEMA_CHANGE)
+        db, existed, lock_fd = open_locked_database(path, _SCHEMA, SCHEMA_VERSION, COLUMNS,
+                                                    SCHEMA_CHANGE)
         return cls(path, db, existed, lock_fd)
-
-    def close(self) -> None:
-        try:
-            self._db.close()
-        finally:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)  # releases the flock
-                self._lock_fd = None
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- reads -------------------------------------------------------------------------
 
@@ -451,43 +467,18 @@ def verified_path(output_csv: str | os.PathLike[str]) -> Path:
     return Path(f"{os.fspath(output_csv)}{VERIFIED_SUFFIX}")
 
 
-class VerifyLedger:
+class VerifyLedger(_LockedDatabase):
     """What verify proved, per object, with the sizes and times of the object and its
     source files when they were read: the batch ledger's design (its lock file, SQLite's
     exclusive lock, one transaction per checkpoint), so a killed verify resumes, and a re-run
     re-reads only what changed."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, lock_fd: int | None) -> None:
-        self.path = path
-        self._db = db
-        self._lock_fd = lock_fd
-
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> VerifyLedger:
         path = Path(path)
-        lock_fd = _take_lock(path)
-        try:
-            db, _ = open_database(path, lock_fd, _VERIFIED_SCHEMA, VERIFIED_SCHEMA_VERSION,
-                                  VERIFIED_COLUMNS)
-        except BaseException:
-            if lock_fd is not None:
-                os.close(lock_fd)
-            raise
+        db, _, lock_fd = open_locked_database(path, _VERIFIED_SCHEMA, VERIFIED_SCHEMA_VERSION,
+                                              VERIFIED_COLUMNS)
         return cls(path, db, lock_fd)
-
-    def close(self) -> None:
-        try:
-            self._db.close()
-        finally:
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
-                self._lock_fd = None
-
-    def __enter__(self) -> VerifyLedger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def passed(self, dcm_paths: list[str]) -> dict[str, tuple[str, str, str]]:
         """``dcm_path -> (record_path, object_stat, source_stat)`` of each of ``dcm_paths``
