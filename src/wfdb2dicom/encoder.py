@@ -209,6 +209,7 @@ PER_RECORD_KEYWORDS = frozenset((
 ))
 """Attributes whose values (almost) never repeat: caching them would only churn the cache."""
 
+
 class _EncodedAttributes(dict):
     """``(keyword, value) -> element bytes``, filled as attributes are first seen.
 
@@ -222,6 +223,8 @@ class _EncodedAttributes(dict):
 
     def __missing__(self, attribute: tuple[str, str]) -> bytes:
         keyword, value = attribute
+        # encode_text_element's body, with the head found by keyword in one cached call:
+        # calling it instead cost 21k more instructions per MIMIC record (~9 misses each).
         head, length, padding = _keyword_head(keyword)
         raw = value.encode("utf-8")
         if len(raw) % 2:
